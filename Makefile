@@ -1,0 +1,55 @@
+# Two commands set up everything: `make pipeline` and `make test` (see README.md).
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+STAMP := $(VENV)/.installed
+
+# DVC runs stage commands through the shell: they must find the venv's python first.
+export PATH := $(BIN):$(PATH)
+export BENTOML_DO_NOT_TRACK := True
+export DVC_NO_ANALYTICS := 1
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: help venv params pipeline repro test lint typecheck bench lock clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+# The venv is rebuilt when it is missing or older than the pinned requirements.
+$(STAMP): requirements.lock pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	@touch $@
+
+venv: $(STAMP) ## create or refresh .venv from requirements.lock
+
+params: $(STAMP) ## compose params.yaml from conf/ (Hydra)
+	$(BIN)/python -m pipelines.compose
+
+pipeline: params ## set up and run the whole DVC pipeline
+	$(BIN)/dvc repro
+
+repro: $(STAMP) ## dvc repro without recomposing params.yaml
+	$(BIN)/dvc repro
+
+lint: $(STAMP) ## ruff and mypy
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+test: lint ## set up, lint and run the test suite
+	$(BIN)/python -m pytest
+
+bench: $(STAMP) ## run the benchmarks; writes benchmarks/results/
+	$(BIN)/python -m benchmarks.run
+
+lock: $(STAMP) ## rewrite requirements.lock from the current .venv
+	{ echo '# Exact versions tested together; `make lock` regenerates this file from a working .venv.'; \
+	  $(BIN)/python -m pip freeze --exclude-editable | sed 's/^torch==\(.*\)+cpu$$/torch==\1/'; } > requirements.lock
+
+clean: ## remove the venv and DVC-produced files (the DVC cache stays)
+	rm -rf $(VENV) data/interim data/validated data/processed

@@ -1,0 +1,1 @@
+"""Shared pieces of the stages: typed params, safe file writes, the data contract, template rendering."""

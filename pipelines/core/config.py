@@ -1,0 +1,185 @@
+"""Typed views of params.yaml. Each stage validates the sections it reads, so a bad value fails early and by name."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from pipelines.core.errors import ConfigError
+
+PARAMS_FILE = Path("params.yaml")
+ColumnType = Literal["int", "float", "category"]
+
+
+class Section(BaseModel):
+    """A params section: unknown keys are errors (a typo must not be silently ignored)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FileSpec(Section):
+    path: str
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="lower-case hex sha256 of the file's bytes")
+
+
+class FormatSpec(Section):
+    separator: str = ","
+    header: bool = False
+    missing_token: str = "?"
+    comment_prefix: str | None = None
+    label_suffix: str | None = None
+
+
+class TargetSpec(Section):
+    column: str
+    name: str = "target"
+    labels: dict[str, int]
+
+    @field_validator("labels")
+    @classmethod
+    def _binary(cls, labels: dict[str, int]) -> dict[str, int]:
+        if sorted(set(labels.values())) != [0, 1]:
+            raise ValueError(f"must map the raw labels onto both 0 and 1, got {labels}")
+        return labels
+
+    @property
+    def positive_labels(self) -> list[str]:
+        return [k for k, v in self.labels.items() if v == 1]
+
+
+class ColumnRule(Section):
+    min: float | None = None
+    max: float | None = None
+    categories: list[str] | None = None
+    max_missing_fraction: float = Field(0.0, ge=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ColumnRule:
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min ({self.min}) is greater than max ({self.max})")
+        return self
+
+
+class ClassBalance(Section):
+    min_positive_rate: float = Field(ge=0.0, le=1.0)
+    max_positive_rate: float = Field(ge=0.0, le=1.0)
+
+
+class DuplicatePolicy(Section):
+    max_fraction: float = Field(ge=0.0, le=1.0)
+    severity: Literal["error", "warn"] = "error"
+
+
+class Contract(Section):
+    min_rows: dict[str, int]
+    class_balance: ClassBalance
+    duplicates: DuplicatePolicy
+    columns: dict[str, ColumnRule]
+
+
+class DatasetConfig(Section):
+    name: str
+    version: str
+    description: str
+    citation: str
+    license: str
+    raw_dir: str
+    files: dict[str, FileSpec]
+    format: FormatSpec
+    columns: dict[str, ColumnType]
+    target: TargetSpec
+    sensitive: list[str]
+    contract: Contract
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DatasetConfig:
+        known = set(self.columns)
+        problems = []
+        if self.target.column not in known:
+            problems.append(f"target.column '{self.target.column}' is not in columns")
+        if self.target.name in known:
+            problems.append(f"target.name '{self.target.name}' clashes with a raw column")
+        problems += [f"sensitive '{c}' is not in columns" for c in self.sensitive if c not in known]
+        problems += [f"contract.columns.{c} is not in columns" for c in self.contract.columns if c not in known]
+        problems += [f"contract.min_rows.{k} is not in files" for k in self.contract.min_rows if k not in self.files]
+        for name, rule in self.contract.columns.items():
+            kind = self.columns.get(name)
+            if kind == "category" and (rule.min is not None or rule.max is not None):
+                problems.append(f"contract.columns.{name}: min/max given for a category column")
+            if kind in ("int", "float") and rule.categories is not None:
+                problems.append(f"contract.columns.{name}: categories given for a numeric column")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @property
+    def feature_columns(self) -> list[str]:
+        """Every column except the raw label."""
+        return [c for c in self.columns if c != self.target.column]
+
+    def numeric_columns(self) -> list[str]:
+        return [c for c in self.feature_columns if self.columns[c] in ("int", "float")]
+
+    def categorical_columns(self) -> list[str]:
+        return [c for c in self.feature_columns if self.columns[c] == "category"]
+
+
+class SplitConfig(Section):
+    seed: int
+    valid_fraction: float = Field(gt=0.0, lt=1.0)
+    source: str
+    test: str
+    stratify: list[str] = Field(default_factory=list)
+    sample: float | None = Field(None, gt=0.0, le=1.0)
+
+
+class ProfileConfig(Section):
+    reference: str
+    splits: list[str]
+    histogram_bins: int = Field(ge=2, le=1000)
+    quantiles: list[float]
+    top_categories: int = Field(ge=1)
+    intersections: list[list[str]] = Field(default_factory=list)
+
+    @field_validator("quantiles")
+    @classmethod
+    def _unit_interval(cls, qs: list[float]) -> list[float]:
+        bad = [q for q in qs if not 0.0 <= q <= 1.0]
+        if bad:
+            raise ValueError(f"quantiles must lie in [0, 1], got {bad}")
+        return qs
+
+
+S = TypeVar("S", bound=BaseModel)
+
+
+def load_params(path: str | Path = PARAMS_FILE) -> dict[str, Any]:
+    """Read params.yaml (composed from conf/ by ``make params`` or ``dvc exp run``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path} not found: run `make params` to compose it from conf/")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path} is not valid YAML: {err}") from err
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a mapping of sections, got {type(data).__name__}")
+    return data
+
+
+def section(params: dict[str, Any], name: str, model: type[S]) -> S:
+    """Validate one params section against its model; errors name the dotted key and the problem."""
+    if name not in params:
+        raise ConfigError(f"params.yaml has no '{name}' section (is conf/config.yaml missing '{name}' in defaults?)")
+    try:
+        return model.model_validate(params[name])
+    except ValidationError as err:
+        lines = []
+        for e in err.errors():
+            key = ".".join(str(p) for p in (name, *e["loc"]))
+            got = f" (got {e['input']!r})" if e["type"] not in ("missing", "value_error") else ""
+            lines.append(f"  {key}: {e['msg']}{got}")
+        raise ConfigError("invalid params:\n" + "\n".join(lines)) from None

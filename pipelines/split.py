@@ -1,0 +1,92 @@
+"""Stage ``split``: a deterministic, stratified train/valid split; the official test file stays the test set.
+
+Reads ``split`` params and the validated tables. Writes ``data/processed/{train,valid,test}.parquet`` and the DVC
+metrics file ``reports/data/split.json`` (rows and class balance per split).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from sklearn.model_selection import train_test_split
+
+from pipelines.core.config import DatasetConfig, SplitConfig, load_params, section
+from pipelines.core.errors import PipelineError, stage_main
+from pipelines.core.io import atomic_dir, read_parquet, write_json_atomic, write_parquet
+
+
+def _strata(frame: pd.DataFrame, columns: list[str]) -> pd.Series | None:
+    if not columns:
+        return None
+    missing = [c for c in columns if c not in frame]
+    if missing:
+        raise PipelineError(f"split.stratify names columns the data does not have: {missing}")
+    return frame[columns].astype("string").fillna("<NA>").agg("|".join, axis=1)
+
+
+def _cut(frame: pd.DataFrame, size: float, seed: int, stratify: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    try:
+        keep, cut = train_test_split(frame, test_size=size, random_state=seed, stratify=_strata(frame, stratify))
+    except ValueError as err:
+        raise PipelineError(f"cannot split {len(frame)} rows stratified by {stratify}: {err}") from None
+    return keep.sort_index(), cut.sort_index()
+
+
+def split_tables(source: pd.DataFrame, test: pd.DataFrame, cfg: SplitConfig) -> dict[str, pd.DataFrame]:
+    """Return train, valid and test frames (optionally sub-sampled, stratified, with the same seed)."""
+    train, valid = _cut(source, cfg.valid_fraction, cfg.seed, cfg.stratify)
+    splits = {"train": train, "valid": valid, "test": test}
+    if cfg.sample is not None and cfg.sample < 1.0:
+        splits = {name: _cut(frame, 1.0 - cfg.sample, cfg.seed, cfg.stratify)[0] for name, frame in splits.items()}
+    return {name: frame.reset_index(drop=True) for name, frame in splits.items()}
+
+
+def split_metrics(splits: dict[str, pd.DataFrame], target: str, cfg: SplitConfig) -> dict[str, Any]:
+    """Rows, share of all rows and positive rate per split."""
+    total = sum(len(f) for f in splits.values())
+    return {
+        "seed": cfg.seed,
+        "valid_fraction": cfg.valid_fraction,
+        "splits": {
+            name: {
+                "rows": len(frame),
+                "share": round(len(frame) / total, 6),
+                "positives": int(frame[target].sum()),
+                "positive_rate": round(float(frame[target].mean()), 6),
+            }
+            for name, frame in splits.items()
+        },
+    }
+
+
+@stage_main("split")
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--data", type=Path, default=Path("data/validated"))
+    parser.add_argument("--out", type=Path, default=Path("data/processed"))
+    parser.add_argument("--metrics", type=Path, default=Path("reports/data/split.json"))
+    args = parser.parse_args(argv)
+    params = load_params(args.params)
+    cfg = section(params, "split", SplitConfig)
+    dataset = section(params, "dataset", DatasetConfig)
+    for key in (cfg.source, cfg.test):
+        if key not in dataset.files:
+            raise PipelineError(f"split names file '{key}', which dataset.files does not define")
+    source = read_parquet(args.data / f"{cfg.source}.parquet")
+    test = read_parquet(args.data / f"{cfg.test}.parquet")
+    splits = split_tables(source, test, cfg)
+    with atomic_dir(args.out) as staging:
+        for name, frame in splits.items():
+            write_parquet(frame, staging / f"{name}.parquet")
+    metrics = split_metrics(splits, dataset.target.name, cfg)
+    write_json_atomic(args.metrics, metrics)
+    for name, m in metrics["splits"].items():
+        print(f"[split] {name}: {m['rows']} rows, positive rate {m['positive_rate']:.4f}")
+
+
+if __name__ == "__main__":
+    main()
