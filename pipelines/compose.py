@@ -26,7 +26,9 @@ def compose(output: Path, overrides: list[str] | None = None, conf_dir: Path = C
     from omegaconf.errors import OmegaConfBaseException
 
     try:
-        compose_and_dump(output, str(conf_dir.resolve()), None, "config", str(conf_dir.parent), overrides or [])
+        compose_and_dump(
+            output, str(conf_dir.resolve()), None, "config", str(conf_dir.parent), overrides or []
+        )
     except (HydraException, OmegaConfBaseException) as err:
         raise ConfigError(f"cannot compose {conf_dir}: {err}") from err
     return output
@@ -43,17 +45,24 @@ def stale_diff(params_file: Path, conf_dir: Path = CONF_DIR) -> str:
     fresh = composed_text(conf_dir=conf_dir)
     current = params_file.read_text(encoding="utf-8") if params_file.exists() else ""
     diff = difflib.unified_diff(
-        current.splitlines(keepends=True), fresh.splitlines(keepends=True), str(params_file), "conf/ (composed)"
+        current.splitlines(keepends=True),
+        fresh.splitlines(keepends=True),
+        str(params_file),
+        "conf/ (composed)",
     )
     return "".join(diff)
 
 
 @stage_main("compose")
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. split.seed=7")
     parser.add_argument("--output", type=Path, default=ROOT / "params.yaml")
-    parser.add_argument("--check", action="store_true", help="fail if --output is stale instead of writing it")
+    parser.add_argument(
+        "--check", action="store_true", help="fail if --output is stale instead of writing it"
+    )
     args = parser.parse_args(argv)
     if args.check:
         diff = stale_diff(args.output)

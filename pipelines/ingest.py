@@ -44,11 +44,15 @@ def parse_rows(path: Path, dataset: DatasetConfig) -> tuple[list[list[str]], lis
     fmt, names = dataset.format, list(dataset.columns)
     raw = path.read_bytes()
     if not raw.strip():
-        raise IngestError(f"{path}: the file is empty ({len(raw)} bytes); expected {len(names)} columns per line")
+        raise IngestError(
+            f"{path}: the file is empty ({len(raw)} bytes); expected {len(names)} columns per line"
+        )
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as err:
-        raise IngestError(f"{path}: not UTF-8 text (byte {err.start}: {raw[err.start : err.start + 8]!r})") from None
+        raise IngestError(
+            f"{path}: not UTF-8 text (byte {err.start}: {raw[err.start : err.start + 8]!r})"
+        ) from None
     reader = csv.reader(io.StringIO(text), delimiter=fmt.separator, skipinitialspace=True)
     rows: list[list[str]] = []
     lines: list[int] = []
@@ -68,7 +72,9 @@ def parse_rows(path: Path, dataset: DatasetConfig) -> tuple[list[list[str]], lis
         if len(fields) != len(names):
             n_bad += 1
             if len(bad) < MAX_EXAMPLES:
-                bad.append(f"line {reader.line_num}: {len(fields)} fields ({fmt.separator.join(fields)[:60]!r})")
+                bad.append(
+                    f"line {reader.line_num}: {len(fields)} fields ({fmt.separator.join(fields)[:60]!r})"
+                )
             continue
         rows.append(fields)
         lines.append(reader.line_num)
@@ -87,7 +93,9 @@ def _check_header(path: Path, header: list[str], names: list[str]) -> None:
         return
     missing = [c for c in names if c not in header]
     unexpected = [c for c in header if c not in names]
-    detail = f"missing {missing}, unexpected {unexpected}" if missing or unexpected else "columns are out of order"
+    detail = (
+        f"missing {missing}, unexpected {unexpected}" if missing or unexpected else "columns are out of order"
+    )
     raise IngestError(f"{path}: header does not match dataset.columns: {detail}")
 
 
@@ -149,7 +157,11 @@ def main(argv: list[str] | None = None) -> None:
     with atomic_dir(args.out) as staging:
         for key, (table, _) in results.items():
             write_parquet(table, staging / f"{key}.parquet")
-        manifest = {"dataset": dataset.name, "version": dataset.version, "files": {k: e for k, (_, e) in results.items()}}
+        manifest = {
+            "dataset": dataset.name,
+            "version": dataset.version,
+            "files": {k: e for k, (_, e) in results.items()},
+        }
         (staging / "manifest.json").write_text(to_json(manifest), encoding="utf-8")
     for key, (table, _) in results.items():
         print(f"[ingest] {key}: {len(table)} rows -> {args.out / (key + '.parquet')}")

@@ -48,14 +48,23 @@ def numeric_profile(values: pd.Series, edges: list[float], quantiles: list[float
     out["missing_fraction"] = _num(out["missing"] / max(len(values), 1))
     if data.empty:
         return out
-    out |= {"mean": _num(data.mean()), "std": _num(data.std()), "min": _num(data.min()), "max": _num(data.max()),
-            "zeros": int((data == 0).sum())}
+    out |= {
+        "mean": _num(data.mean()),
+        "std": _num(data.std()),
+        "min": _num(data.min()),
+        "max": _num(data.max()),
+        "zeros": int((data == 0).sum()),
+    }
     out["quantiles"] = {f"{q:g}": _num(data.quantile(q)) for q in quantiles}
     if edges:
         inside = data[(data >= edges[0]) & (data <= edges[-1])]
         counts, _ = np.histogram(inside, bins=edges)
-        out["histogram"] = {"edges": edges, "counts": [int(c) for c in counts],
-                            "below": int((data < edges[0]).sum()), "above": int((data > edges[-1]).sum())}
+        out["histogram"] = {
+            "edges": edges,
+            "counts": [int(c) for c in counts],
+            "below": int((data < edges[0]).sum()),
+            "above": int((data > edges[-1]).sum()),
+        }
     return out
 
 
@@ -67,14 +76,22 @@ def categorical_profile(values: pd.Series, top: int) -> dict[str, Any]:
     if rest:
         shown[OTHER] = rest
     missing = int(values.isna().sum())
-    return {"type": "categorical", "count": int(values.notna().sum()), "missing": missing,
-            "missing_fraction": _num(missing / max(len(values), 1)), "unique": int(counts.size), "counts": shown}
+    return {
+        "type": "categorical",
+        "count": int(values.notna().sum()),
+        "missing": missing,
+        "missing_fraction": _num(missing / max(len(values), 1)),
+        "unique": int(counts.size),
+        "counts": shown,
+    }
 
 
 def group_profile(frame: pd.DataFrame, columns: list[str], dataset: DatasetConfig) -> dict[str, Any]:
     """Per group of ``columns`` (one attribute or an intersection): size, share, base rate, missing, numerics."""
     keys = frame[columns].astype("string").fillna(MISSING)
-    labels = keys.agg(JOIN.join, axis=1) if len(columns) > 1 else keys[columns[0]]
+    labels = keys[columns[0]]
+    for column in columns[1:]:
+        labels = labels + JOIN + keys[column]
     target = dataset.target.name
     groups: dict[str, Any] = {}
     for label, part in frame.groupby(labels, sort=True):
@@ -84,16 +101,25 @@ def group_profile(frame: pd.DataFrame, columns: list[str], dataset: DatasetConfi
             "positives": int(part[target].sum()),
             "positive_rate": _num(part[target].mean()),
             "missing": {c: int(n) for c, n in part[dataset.feature_columns].isna().sum().items() if n},
-            "numeric": {c: {"mean": _num(part[c].astype(float).mean()), "median": _num(part[c].astype(float).median())}
-                        for c in dataset.numeric_columns()},
+            "numeric": {
+                c: {
+                    "mean": _num(part[c].astype(float).mean()),
+                    "median": _num(part[c].astype(float).median()),
+                }
+                for c in dataset.numeric_columns()
+            },
         }
     return groups
 
 
-def profile_splits(splits: dict[str, pd.DataFrame], dataset: DatasetConfig, cfg: ProfileConfig) -> dict[str, Any]:
+def profile_splits(
+    splits: dict[str, pd.DataFrame], dataset: DatasetConfig, cfg: ProfileConfig
+) -> dict[str, Any]:
     """The whole profile: one entry per split, histogram edges fixed by the reference split."""
     if cfg.reference not in splits:
-        raise PipelineError(f"profile.reference '{cfg.reference}' is not one of profile.splits {list(splits)}")
+        raise PipelineError(
+            f"profile.reference '{cfg.reference}' is not one of profile.splits {list(splits)}"
+        )
     reference = splits[cfg.reference]
     edges = {c: histogram_edges(reference[c], cfg.histogram_bins) for c in dataset.numeric_columns()}
     attributes = [[a] for a in dataset.sensitive] + [list(i) for i in cfg.intersections]
@@ -139,7 +165,9 @@ def main(argv: list[str] | None = None) -> None:
     for name in cfg.splits:
         path = args.data / f"{name}.parquet"
         if not path.is_file():
-            raise PipelineError(f"{path} not found (profile.splits lists '{name}'); run the split stage first")
+            raise PipelineError(
+                f"{path} not found (profile.splits lists '{name}'); run the split stage first"
+            )
         splits[name] = read_parquet(path)
     write_json_atomic(args.out, profile_splits(splits, dataset, cfg))
     print(f"[profile] {', '.join(f'{n}: {len(f)} rows' for n, f in splits.items())} -> {args.out}")

@@ -24,12 +24,20 @@ def _strata(frame: pd.DataFrame, columns: list[str]) -> pd.Series | None:
     missing = [c for c in columns if c not in frame]
     if missing:
         raise PipelineError(f"split.stratify names columns the data does not have: {missing}")
-    return frame[columns].astype("string").fillna("<NA>").agg("|".join, axis=1)
+    keys = frame[columns].astype("string").fillna("<NA>")
+    strata = keys[columns[0]]
+    for column in columns[1:]:
+        strata = strata + "|" + keys[column]
+    return strata
 
 
-def _cut(frame: pd.DataFrame, size: float, seed: int, stratify: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _cut(
+    frame: pd.DataFrame, size: float, seed: int, stratify: list[str]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     try:
-        keep, cut = train_test_split(frame, test_size=size, random_state=seed, stratify=_strata(frame, stratify))
+        keep, cut = train_test_split(
+            frame, test_size=size, random_state=seed, stratify=_strata(frame, stratify)
+        )
     except ValueError as err:
         raise PipelineError(f"cannot split {len(frame)} rows stratified by {stratify}: {err}") from None
     return keep.sort_index(), cut.sort_index()
@@ -40,7 +48,9 @@ def split_tables(source: pd.DataFrame, test: pd.DataFrame, cfg: SplitConfig) -> 
     train, valid = _cut(source, cfg.valid_fraction, cfg.seed, cfg.stratify)
     splits = {"train": train, "valid": valid, "test": test}
     if cfg.sample is not None and cfg.sample < 1.0:
-        splits = {name: _cut(frame, 1.0 - cfg.sample, cfg.seed, cfg.stratify)[0] for name, frame in splits.items()}
+        splits = {
+            name: _cut(frame, 1.0 - cfg.sample, cfg.seed, cfg.stratify)[0] for name, frame in splits.items()
+        }
     return {name: frame.reset_index(drop=True) for name, frame in splits.items()}
 
 

@@ -19,15 +19,27 @@ from pipelines.core.errors import PipelineError, stage_main
 from pipelines.core.io import atomic_dir, read_parquet, write_json_atomic, write_parquet, write_text_atomic
 from pipelines.core.render import render
 
-RULES = ["columns present", "types", "nullability", "missing share", "ranges", "categories", "label set",
-         "min rows", "class balance", "duplicates"]
+RULES = [
+    "columns present",
+    "types",
+    "nullability",
+    "missing share",
+    "ranges",
+    "categories",
+    "label set",
+    "min rows",
+    "class balance",
+    "duplicates",
+]
 
 
 class ContractViolation(PipelineError):
     """The data broke a blocking rule of the contract."""
 
 
-def validate_tables(dataset: DatasetConfig, tables: dict[str, pd.DataFrame]) -> tuple[dict[str, Any], dict[str, pd.DataFrame]]:
+def validate_tables(
+    dataset: DatasetConfig, tables: dict[str, pd.DataFrame]
+) -> tuple[dict[str, Any], dict[str, pd.DataFrame]]:
     """Check each table; return the report and the typed tables that passed."""
     report: dict[str, Any] = {"dataset": dataset.name, "passed": True, "rules": RULES, "tables": {}}
     passed: dict[str, pd.DataFrame] = {}

@@ -103,8 +103,12 @@ class DatasetConfig(Section):
         if self.target.name in known:
             problems.append(f"target.name '{self.target.name}' clashes with a raw column")
         problems += [f"sensitive '{c}' is not in columns" for c in self.sensitive if c not in known]
-        problems += [f"contract.columns.{c} is not in columns" for c in self.contract.columns if c not in known]
-        problems += [f"contract.min_rows.{k} is not in files" for k in self.contract.min_rows if k not in self.files]
+        problems += [
+            f"contract.columns.{c} is not in columns" for c in self.contract.columns if c not in known
+        ]
+        problems += [
+            f"contract.min_rows.{k} is not in files" for k in self.contract.min_rows if k not in self.files
+        ]
         for name, rule in self.contract.columns.items():
             kind = self.columns.get(name)
             if kind == "category" and (rule.min is not None or rule.max is not None):
@@ -173,7 +177,9 @@ def load_params(path: str | Path = PARAMS_FILE) -> dict[str, Any]:
 def section(params: dict[str, Any], name: str, model: type[S]) -> S:
     """Validate one params section against its model; errors name the dotted key and the problem."""
     if name not in params:
-        raise ConfigError(f"params.yaml has no '{name}' section (is conf/config.yaml missing '{name}' in defaults?)")
+        raise ConfigError(
+            f"params.yaml has no '{name}' section (is conf/config.yaml missing '{name}' in defaults?)"
+        )
     try:
         return model.model_validate(params[name])
     except ValidationError as err:

@@ -52,7 +52,12 @@ def _column_checks(name: str, rule: ColumnRule, dataset: DatasetConfig) -> list[
     if rule.max_missing_fraction > 0:
         limit = rule.max_missing_fraction
         checks.append(
-            pa.Check(lambda s: bool(s.isna().mean() <= limit), element_wise=False, ignore_na=False, error=MISSING)
+            pa.Check(
+                lambda s: s.empty or bool(s.isna().mean() <= limit),
+                element_wise=False,
+                ignore_na=False,
+                error=MISSING,
+            )
         )
     return checks
 
@@ -76,16 +81,18 @@ def build_schema(dataset: DatasetConfig, table: str, skip: set[str] | None = Non
     columns[target] = pa.Column("Int8", pa.Check.isin([0, 1], error=LABELS), nullable=False, coerce=True)
 
     balance, dups = contract.class_balance, contract.duplicates
+    minimum = contract.min_rows.get(table, 1)
     checks = [
+        # An empty table is judged by min_rows alone; the share-based rules need rows to mean anything.
+        pa.Check(lambda df: len(df) >= minimum, error=MIN_ROWS),
         pa.Check(
-            lambda df: bool(balance.min_positive_rate <= df[target].mean() <= balance.max_positive_rate),
+            lambda df: (
+                df.empty or bool(balance.min_positive_rate <= df[target].mean() <= balance.max_positive_rate)
+            ),
             error=CLASS_BALANCE,
         ),
-        pa.Check(lambda df: bool(df.duplicated().mean() <= dups.max_fraction), error=DUPLICATES),
+        pa.Check(lambda df: df.empty or bool(df.duplicated().mean() <= dups.max_fraction), error=DUPLICATES),
     ]
-    if table in contract.min_rows:
-        minimum = contract.min_rows[table]
-        checks.insert(0, pa.Check(lambda df: len(df) >= minimum, error=MIN_ROWS))
     checks = [c for c in checks if c.error not in (skip or set())]
     return pa.DataFrameSchema(columns, checks=checks, strict=True, name=f"{dataset.name}.{table}")
 
@@ -109,14 +116,22 @@ def table_stats(frame: pd.DataFrame, dataset: DatasetConfig) -> dict[str, Any]:
 
 def _example(value: Any, index: Any) -> dict[str, Any]:
     row = None if index is None or pd.isna(index) else int(index)
-    shown = None if value is None or (not isinstance(value, str) and pd.isna(value)) else value
-    if hasattr(shown, "item"):
-        shown = shown.item()
-    return {"row": row, "value": shown if isinstance(shown, (int, float, str)) or shown is None else str(shown)}
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return {"row": row, "value": None}
+    if hasattr(value, "item"):  # numpy scalar -> Python scalar, for JSON
+        value = value.item()
+    return {"row": row, "value": value if isinstance(value, (int, float, str)) else str(value)}
 
 
-def _describe(table: str, column: str | None, rule: str, n: int, examples: list[dict[str, Any]],
-              stats: dict[str, Any], dataset: DatasetConfig) -> str:
+def _describe(
+    table: str,
+    column: str | None,
+    rule: str,
+    n: int,
+    examples: list[dict[str, Any]],
+    stats: dict[str, Any],
+    dataset: DatasetConfig,
+) -> str:
     shown = ", ".join(
         f"{e['value']!r}" + (f" (row {e['row']})" if e["row"] is not None else "") for e in examples
     )
@@ -128,29 +143,41 @@ def _describe(table: str, column: str | None, rule: str, n: int, examples: list[
     if rule == "column_in_schema":
         return f"{table}: unexpected column {shown} not in dataset.columns (renamed or added?)"
     if rule == "dtype":
-        return f"{where}: {n} value(s) cannot be read as {PANDAS_DTYPES.get(dataset.columns.get(column or ''), '?')}: {shown}"
+        kind = dataset.columns.get(column or "")
+        return f"{where}: {n} value(s) cannot be read as {PANDAS_DTYPES[kind] if kind else '?'}: {shown}"
     if rule == "not_nullable":
-        return f"{where}: {n} missing value(s) in a column that allows none (contract max_missing_fraction = 0)"
+        return (
+            f"{where}: {n} missing value(s) in a column that allows none (contract max_missing_fraction = 0)"
+        )
     if rule == MISSING:
         observed = stats["missing"].get(column, 0) / max(stats["rows"], 1)
         return f"{where}: {observed:.1%} missing, above the allowed {rule_cfg.max_missing_fraction:.1%}"
     if rule == RANGE:
-        return f"{where}: {n} value(s) outside [{rule_cfg.min}, {rule_cfg.max}]: {shown}"
+        return f"{where}: {n} value(s) outside [{_g(rule_cfg.min)}, {_g(rule_cfg.max)}]: {shown}"
     if rule == CATEGORIES:
         return f"{where}: {n} value(s) not among the allowed categories: {shown}"
     if rule == LABELS:
         allowed = list(dataset.target.labels) if column == dataset.target.column else [0, 1]
         return f"{where}: {n} label(s) outside the label set {allowed}: {shown}"
     if rule == MIN_ROWS:
-        return f"{table}: {stats['rows']} rows, fewer than the minimum {contract.min_rows[table]} (truncated or partial file?)"
+        minimum = contract.min_rows.get(table, 1)
+        return f"{table}: {stats['rows']} rows, fewer than the minimum {minimum} (truncated or partial file?)"
     if rule == CLASS_BALANCE:
         b = contract.class_balance
-        return (f"{table}: positive rate {stats['positive_rate']} outside the bounds "
-                f"[{b.min_positive_rate}, {b.max_positive_rate}]")
+        return (
+            f"{table}: positive rate {stats['positive_rate']} outside the bounds "
+            f"[{b.min_positive_rate}, {b.max_positive_rate}]"
+        )
     if rule == DUPLICATES:
-        return (f"{table}: {stats['duplicate_rows']} duplicate rows ({stats['duplicate_fraction']:.2%}), above the "
-                f"allowed {contract.duplicates.max_fraction:.2%}")
+        return (
+            f"{table}: {stats['duplicate_rows']} duplicate rows ({stats['duplicate_fraction']:.2%}), above the "
+            f"allowed {contract.duplicates.max_fraction:.2%}"
+        )
     return f"{where}: rule {rule} failed on {n} value(s): {shown}"
+
+
+def _g(value: float | None) -> str:
+    return "-inf" if value is None else f"{value:g}"
 
 
 def _rule_id(check: str) -> str:
@@ -159,7 +186,9 @@ def _rule_id(check: str) -> str:
     return check
 
 
-def check_table(frame: pd.DataFrame, dataset: DatasetConfig, table: str) -> tuple[pd.DataFrame | None, list[Violation]]:
+def check_table(
+    frame: pd.DataFrame, dataset: DatasetConfig, table: str
+) -> tuple[pd.DataFrame | None, list[Violation]]:
     """Validate one table; return the coerced frame (None if it broke a blocking rule) and every violation."""
     schema = build_schema(dataset, table)
     stats = table_stats(frame, dataset)
@@ -169,7 +198,8 @@ def check_table(frame: pd.DataFrame, dataset: DatasetConfig, table: str) -> tupl
     except SchemaErrors as err:
         cases = err.failure_cases
     cases = cases.assign(rule=cases["check"].astype(str).map(_rule_id))
-    cases["column"] = cases["column"].astype(object).where(cases["column"].notna(), None)
+    table_level = cases["schema_context"] == "DataFrameSchema"
+    cases["column"] = cases["column"].astype(object).where(cases["column"].notna() & ~table_level, None)
     mistyped = set(cases.loc[cases["rule"] == "dtype", "column"].dropna())
     violations: list[Violation] = []
     for (column, rule), group in cases.groupby(["column", "rule"], dropna=False, sort=False):
@@ -178,12 +208,26 @@ def check_table(frame: pd.DataFrame, dataset: DatasetConfig, table: str) -> tupl
             continue  # value rules on values that are not even of the right type only add noise
         if rule == "column_in_dataframe":
             column = str(group["failure_case"].iloc[0])
-        examples = [_example(v, i) for v, i in zip(group["failure_case"], group["index"], strict=False)][:MAX_EXAMPLES]
+        examples: list[dict[str, Any]] = []
+        for value, index in zip(group["failure_case"], group["index"], strict=False):
+            example = _example(value, index)
+            if example not in examples and len(examples) < MAX_EXAMPLES:
+                examples.append(example)
+        count = len(
+            {(e["row"], str(e["value"])) for e in map(_example, group["failure_case"], group["index"])}
+        )
         severity = dataset.contract.duplicates.severity if rule == DUPLICATES else "error"
-        failures = len(group) if rule not in (MIN_ROWS, CLASS_BALANCE, DUPLICATES, MISSING) else 1
+        failures = count if rule not in (MIN_ROWS, CLASS_BALANCE, DUPLICATES, MISSING) else 1
         violations.append(
-            Violation(table, column, rule, severity, failures,
-                      _describe(table, column, rule, len(group), examples, stats, dataset), examples)
+            Violation(
+                table,
+                column,
+                rule,
+                severity,
+                failures,
+                _describe(table, column, rule, failures, examples, stats, dataset),
+                examples,
+            )
         )
     if any(v.severity == "error" for v in violations):
         return None, violations

@@ -21,7 +21,9 @@ def environment(*folders: Path) -> jinja2.Environment:
         autoescape=False,
     )
     env.filters["pct"] = lambda x, digits=1: "n/a" if x is None else f"{100 * x:.{digits}f}%"
-    env.filters["num"] = lambda x, digits=3: "n/a" if x is None else (f"{x:,}" if isinstance(x, int) else f"{x:.{digits}f}")
+    env.filters["num"] = lambda x, digits=3: (
+        "n/a" if x is None else (f"{x:,}" if isinstance(x, int) else f"{x:.{digits}f}")
+    )
     return env
 
 

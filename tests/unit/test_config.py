@@ -1,0 +1,96 @@
+"""Configuration: every option composes and validates, params.yaml is fresh, and bad values fail by name."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipelines import compose
+from pipelines.core.config import ConfigError, DatasetConfig, ProfileConfig, SplitConfig, load_params, section
+from tests.conftest import ROOT
+
+SECTIONS = {"dataset": DatasetConfig, "split": SplitConfig, "profile": ProfileConfig}
+GROUPS = sorted(p.name for p in (ROOT / "conf").iterdir() if p.is_dir())
+
+
+def test_params_yaml_is_not_stale() -> None:
+    diff = compose.stale_diff(ROOT / "params.yaml")
+    assert diff == "", f"params.yaml is stale; run `make params`:\n{diff}"
+
+
+def test_staleness_is_detected(tmp_path: Path) -> None:
+    stale = tmp_path / "params.yaml"
+    stale.write_text(compose.composed_text(["split.seed=1234"]))
+    assert "seed: 1234" in compose.stale_diff(stale)
+    with pytest.raises(SystemExit) as exited:
+        compose.main(["--check", "--output", str(stale)])
+    assert exited.value.code == 2
+
+
+@pytest.mark.parametrize(
+    ("group", "option"),
+    [(g, p.stem) for g in GROUPS for p in sorted((ROOT / "conf" / g).glob("*.yaml"))],
+)
+def test_every_config_option_composes_and_validates(group: str, option: str) -> None:
+    params = yaml.safe_load(compose.composed_text([f"{group}={option}"]))
+    for name, model in SECTIONS.items():
+        if name in params:
+            section(params, name, model)
+
+
+def test_override_reaches_params() -> None:
+    params = yaml.safe_load(compose.composed_text(["split.seed=7", "split.valid_fraction=0.25"]))
+    cfg = section(params, "split", SplitConfig)
+    assert (cfg.seed, cfg.valid_fraction) == (7, 0.25)
+
+
+def test_bad_override_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="nosuchgroup"):
+        compose.composed_text(["nosuchgroup=foo"])
+
+
+@pytest.mark.parametrize(
+    ("name", "patch", "expected"),
+    [
+        ("split", {"valid_fraction": 1.5}, "split.valid_fraction: Input should be less than 1 (got 1.5)"),
+        ("split", {"seeds": 3}, "split.seeds: Extra inputs are not permitted"),
+        ("profile", {"quantiles": [0.5, 2]}, "quantiles must lie in [0, 1]"),
+        ("dataset", {"sensitive": ["gender"]}, "sensitive 'gender' is not in columns"),
+        (
+            "dataset",
+            {"target": {"column": "income", "labels": {"a": 1, "b": 1}}},
+            "must map the raw labels onto both 0 and 1",
+        ),
+    ],
+)
+def test_invalid_params_name_the_key(params: dict, name: str, patch: dict, expected: str) -> None:
+    bad = dict(params)
+    bad[name] = {**params[name], **patch}
+    with pytest.raises(ConfigError) as err:
+        section(bad, name, SECTIONS[name])
+    assert expected in str(err.value)
+
+
+def test_bad_pin_format(params: dict) -> None:
+    bad = yaml.safe_load(yaml.safe_dump(params))
+    bad["dataset"]["files"]["train"]["sha256"] = "abc"
+    with pytest.raises(ConfigError, match=r"dataset.files.train.sha256: String should match pattern"):
+        section(bad, "dataset", DatasetConfig)
+
+
+def test_missing_params_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="run `make params`"):
+        load_params(tmp_path / "params.yaml")
+
+
+def test_missing_section(params: dict) -> None:
+    with pytest.raises(ConfigError, match="no 'split' section"):
+        section({k: v for k, v in params.items() if k != "split"}, "split", SplitConfig)
+
+
+def test_dvc_uses_hydra() -> None:
+    config = (ROOT / ".dvc/config").read_text()
+    assert "[hydra]" in config and "enabled = true" in config
+    assert "analytics = false" in config
