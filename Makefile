@@ -22,7 +22,8 @@ help: ## list the targets
 # The venv is rebuilt when it is missing or older than the pinned requirements.
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.lock 2>&1 \
+	  | { grep -v "is ignored: it is neither a file nor a directory" || true; }
 	@touch $@
 
 venv: $(STAMP) ## create or refresh .venv from requirements.lock

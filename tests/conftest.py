@@ -2,36 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from pipelines.core.config import DatasetConfig, load_params, section
-
-ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
-
-
-def tool_env(**extra: str) -> dict[str, str]:
-    """Environment for subprocesses: the venv first on PATH, no telemetry, a fixed git identity."""
-    env = dict(os.environ)
-    env.update(
-        PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
-        DVC_NO_ANALYTICS="1",
-        BENTOML_DO_NOT_TRACK="True",
-        GIT_AUTHOR_NAME="test",
-        GIT_AUTHOR_EMAIL="test@example.com",
-        GIT_COMMITTER_NAME="test",
-        GIT_COMMITTER_EMAIL="test@example.com",
-        PYTHONDONTWRITEBYTECODE="1",
-    )
-    env.update(extra)
-    return env
+from pipelines.core.workspace import ROOT, copy_worktree, tool_env
 
 
 def run(cmd: list[str], cwd: Path, check: bool = True, **env: str) -> subprocess.CompletedProcess[str]:
@@ -43,26 +21,8 @@ def run(cmd: list[str], cwd: Path, check: bool = True, **env: str) -> subprocess
 
 
 def copy_repo(dest: Path) -> Path:
-    """Copy the working tree (tracked and untracked-but-not-ignored files) into ``dest`` as a fresh git repo."""
-    listed = (
-        subprocess.run(
-            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-            cwd=ROOT,
-            capture_output=True,
-            check=True,
-        )
-        .stdout.decode()
-        .split("\0")
-    )
-    for rel in filter(None, listed):
-        src = ROOT / rel
-        if src.is_file():
-            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dest / rel)
-    run(["git", "init", "-q", "-b", "main"], dest)
-    run(["git", "add", "-A"], dest)
-    run(["git", "commit", "-q", "-m", "copy of the repository under test"], dest)
-    return dest
+    """The working tree under test, as a fresh git repository in ``dest``."""
+    return copy_worktree(dest, ROOT, "copy of the repository under test")
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,61 @@
+"""Suite ``pipeline``: the data stages (ingest, validate, split, profile) under real DVC.
+
+Each repeat makes a fresh copy of the repository (no DVC cache, no outputs) and times a cold
+`dvc repro profile`; then a no-op `dvc repro profile` in that copy; then each stage's command from dvc.yaml run
+directly (so the per-stage figure excludes DVC's own overhead). Peak memory is the largest resident set over the
+process tree (`wait4` rusage). Medians over the repeats are reported.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from benchmarks.measure import median, run_measured
+from pipelines.core.workspace import ROOT, copy_worktree
+
+STAGES = ["ingest", "validate", "split", "profile"]
+TARGET = "profile"
+
+
+def run(repeats: int) -> dict[str, Any]:
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    cold, noop, per_stage = [], [], {s: [] for s in STAGES}
+    for _ in range(repeats):
+        with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:
+            repo = copy_worktree(Path(tmp), ROOT, "benchmark copy")
+            first = run_measured(["dvc", "repro", TARGET], repo)
+            ran = [s for s in STAGES if f"Running stage '{s}'" in first.output]
+            if ran != STAGES:
+                raise RuntimeError(f"cold run ran {ran}, expected {STAGES}:\n{first.output}")
+            cold.append(first)
+            again = run_measured(["dvc", "repro", TARGET], repo)
+            if "Running stage" in again.output:
+                raise RuntimeError(f"no-op repro ran a stage:\n{again.output}")
+            noop.append(again)
+            for stage in STAGES:
+                per_stage[stage].append(run_measured(["bash", "-c", stages[stage]["cmd"]], repo))
+    return {
+        "repeats": repeats,
+        "cold_repro": {
+            "seconds": median([s.seconds for s in cold]),
+            "peak_rss_mib": median([s.peak_rss_mib for s in cold]),
+            "runs": [round(s.seconds, 3) for s in cold],
+        },
+        "noop_repro": {
+            "seconds": median([s.seconds for s in noop]),
+            "peak_rss_mib": median([s.peak_rss_mib for s in noop]),
+            "runs": [round(s.seconds, 3) for s in noop],
+        },
+        "stages": {
+            stage: {
+                "seconds": median([s.seconds for s in samples]),
+                "peak_rss_mib": median([s.peak_rss_mib for s in samples]),
+                "runs": [round(s.seconds, 3) for s in samples],
+            }
+            for stage, samples in per_stage.items()
+        },
+    }

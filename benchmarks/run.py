@@ -1,0 +1,57 @@
+"""Run the benchmark suites and write ``benchmarks/results/<suite>.{md,json}``.
+
+Usage: ``python -m benchmarks.run [SUITE ...] [--repeats N]`` (default: every suite, 3 repeats).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+from pathlib import Path
+from typing import Any
+
+from benchmarks.measure import machine
+from pipelines.core.io import write_json_atomic, write_text_atomic
+from pipelines.core.render import render
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+SUITES = ["pipeline"]
+
+
+def extras(suite: str, module: Any, result: dict[str, Any]) -> dict[str, Any]:
+    """Values a suite's template derives from its result."""
+    if suite == "pipeline":
+        return {"stage_sum": sum(s["seconds"] for s in result["stages"].values()), "target": module.TARGET}
+    return {}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("suites", nargs="*", help=f"any of {SUITES} (default: all)")
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args(argv)
+    unknown = sorted(set(args.suites) - set(SUITES))
+    if unknown:
+        parser.error(f"unknown suite(s) {unknown}; choose from {SUITES}")
+    facts = machine()
+    for suite in args.suites or SUITES:
+        module = importlib.import_module(f"benchmarks.{suite}")
+        print(f"[bench] {suite}: {args.repeats} repeats ...", flush=True)
+        result = module.run(args.repeats)
+        method = " ".join((module.__doc__ or "").split("\n\n", 1)[-1].split())
+        write_json_atomic(RESULTS / f"{suite}.json", {"machine": facts, "method": method, "result": result})
+        text = render(
+            f"{suite}.md.j2",
+            HERE / "templates",
+            machine=facts,
+            method=method,
+            result=result,
+            **extras(suite, module, result),
+        )
+        write_text_atomic(RESULTS / f"{suite}.md", text)
+        print(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,62 @@
+"""Repository conventions: the README's two commands, CI calls them, workflows are valid, and every DVC stage
+has its module, declares params that exist and depends on its own code."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import ROOT
+
+DVC = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
+
+
+def test_readme_starts_with_the_two_commands() -> None:
+    lines = [line for line in (ROOT / "README.md").read_text().splitlines() if line.strip()]
+    block = lines[lines.index("```bash") + 1 : lines.index("```bash") + 3]
+    assert lines.index("```bash") == 1, "the commands come right after the title"
+    assert [line.split("#")[0].strip() for line in block] == ["make pipeline", "make test"]
+
+
+def test_ci_runs_make_test() -> None:
+    script = (ROOT / ".ci/run").read_text()
+    assert "make test" in script and (ROOT / ".ci/run").stat().st_mode & 0o111
+
+
+@pytest.mark.parametrize("workflow", sorted((ROOT / ".github/workflows").glob("*.yml")), ids=lambda p: p.name)
+def test_workflow_is_valid(workflow: Path) -> None:
+    proc = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "check-jsonschema"),
+            "--builtin-schema",
+            "vendor.github-workflows",
+            str(workflow),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def _lookup(key: str) -> object:
+    node: object = PARAMS
+    for part in key.split("."):
+        assert isinstance(node, dict) and part in node, f"params.yaml has no {key}"
+        node = node[part]
+    return node
+
+
+@pytest.mark.parametrize("stage", list(DVC))
+def test_stage_module_params_and_deps(stage: str) -> None:
+    spec = DVC[stage]
+    module = f"pipelines/{stage}.py"
+    assert (ROOT / module).is_file(), f"stage {stage} has no module {module}"
+    assert f"python -m pipelines.{stage}" in spec["cmd"]
+    assert module in spec["deps"], f"stage {stage} must depend on its own code"
+    for key in spec.get("params", []):
+        _lookup(key)
