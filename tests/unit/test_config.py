@@ -8,10 +8,30 @@ import pytest
 import yaml
 
 from pipelines import compose
-from pipelines.core.config import ConfigError, DatasetConfig, ProfileConfig, SplitConfig, load_params, section
+from pipelines.core.config import (
+    ConfigError,
+    DatasetConfig,
+    EvaluationConfig,
+    FeaturesConfig,
+    LightningModel,
+    MitigationModel,
+    ProfileConfig,
+    SklearnModel,
+    SplitConfig,
+    load_params,
+    model_section,
+    section,
+)
 from tests.conftest import ROOT
 
-SECTIONS = {"dataset": DatasetConfig, "split": SplitConfig, "profile": ProfileConfig}
+SECTIONS = {
+    "dataset": DatasetConfig,
+    "split": SplitConfig,
+    "profile": ProfileConfig,
+    "features": FeaturesConfig,
+    "evaluation": EvaluationConfig,
+}
+FAMILIES = {"sklearn": SklearnModel, "lightning": LightningModel, "mitigation": MitigationModel}
 GROUPS = sorted(p.name for p in (ROOT / "conf").iterdir() if p.is_dir())
 
 
@@ -29,15 +49,39 @@ def test_staleness_is_detected(tmp_path: Path) -> None:
     assert exited.value.code == 2
 
 
+def validate_all(params: dict) -> None:
+    for name, model in SECTIONS.items():
+        section(params, name, model)
+    for name in params["models"]:
+        model_section(params, name)
+    assert params["trainer"]["_target_"] == "pytorch_lightning.Trainer"
+
+
 @pytest.mark.parametrize(
     ("group", "option"),
-    [(g, p.stem) for g in GROUPS for p in sorted((ROOT / "conf" / g).glob("*.yaml"))],
+    [(g, p.stem) for g in GROUPS if g != "model" for p in sorted((ROOT / "conf" / g).glob("*.yaml"))],
 )
 def test_every_config_option_composes_and_validates(group: str, option: str) -> None:
-    params = yaml.safe_load(compose.composed_text([f"{group}={option}"]))
-    for name, model in SECTIONS.items():
-        if name in params:
-            section(params, name, model)
+    validate_all(yaml.safe_load(compose.composed_text([f"{group}={option}"])))
+
+
+@pytest.mark.parametrize("option", sorted(p.stem for p in (ROOT / "conf/model").glob("*.yaml")))
+def test_every_model_option_composes_and_validates(option: str) -> None:
+    params = yaml.safe_load(compose.composed_text([f"+model@models.probe={option}"]))
+    probe = params["models"]["probe"]
+    FAMILIES[probe["family"]].model_validate(probe)
+
+
+def test_every_model_option_is_a_candidate(params: dict) -> None:
+    options = {p.stem for p in (ROOT / "conf/model").glob("*.yaml")}
+    assert set(params["models"]) == options, "each conf/model option is listed in conf/config.yaml"
+
+
+def test_experiments_compose_and_change_something(params: dict) -> None:
+    for path in sorted((ROOT / "conf/experiment").glob("*.yaml")):
+        composed = yaml.safe_load(compose.composed_text([f"experiment={path.stem}"]))
+        validate_all(composed)
+        assert composed != params, f"experiment {path.stem} changes nothing"
 
 
 def test_override_reaches_params() -> None:

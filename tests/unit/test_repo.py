@@ -51,12 +51,51 @@ def _lookup(key: str) -> object:
     return node
 
 
+def expand(stage: str) -> list[dict]:
+    """The concrete stage definitions (one per foreach item), with ${item}/${key} substituted."""
+    spec = DVC[stage]
+    if "foreach" not in spec:
+        return [spec]
+    items = spec["foreach"]
+    pairs = items.items() if isinstance(items, dict) else [(i, i) for i in items]
+    out = []
+    for key, item in pairs:
+        text = yaml.safe_dump(spec["do"]).replace("${key}", str(key))
+        if isinstance(item, dict):
+            for k, v in item.items():
+                text = text.replace("${item." + k + "}", str(v))
+        out.append(yaml.safe_load(text.replace("${item}", str(item))))
+    return out
+
+
 @pytest.mark.parametrize("stage", list(DVC))
 def test_stage_module_params_and_deps(stage: str) -> None:
-    spec = DVC[stage]
     module = f"pipelines/{stage}.py"
     assert (ROOT / module).is_file(), f"stage {stage} has no module {module}"
-    assert f"python -m pipelines.{stage}" in spec["cmd"]
-    assert module in spec["deps"], f"stage {stage} must depend on its own code"
-    for key in spec.get("params", []):
-        _lookup(key)
+    for spec in expand(stage):
+        assert f"python -m pipelines.{stage}" in spec["cmd"]
+        assert module in spec["deps"], f"stage {stage} must depend on its own code"
+        for key in spec.get("params", []):
+            _lookup(key)
+
+
+def _names(stage: str) -> list[str]:
+    items = DVC[stage]["foreach"]
+    return list(items)
+
+
+@pytest.mark.parametrize(
+    ("stage", "family"), [("train_baselines", "sklearn"), ("train", "lightning"), ("mitigate", "mitigation")]
+)
+def test_training_stages_cover_each_family(stage: str, family: str) -> None:
+    models = PARAMS["models"]
+    assert sorted(_names(stage)) == sorted(n for n, m in models.items() if m["family"] == family)
+
+
+def test_mitigation_bases_match_config() -> None:
+    for name, item in DVC["mitigate"]["foreach"].items():
+        assert item["base"] == PARAMS["models"][name]["base"]
+
+
+def test_every_model_is_evaluated() -> None:
+    assert sorted(_names("evaluate")) == sorted(PARAMS["models"])

@@ -1,0 +1,50 @@
+"""In-process inference latency: single rows and batches, timed call by call, reported as percentiles."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+
+def percentiles(seconds: list[float]) -> dict[str, float]:
+    ms = np.asarray(seconds) * 1000
+    return {
+        "p50_ms": float(np.percentile(ms, 50)),
+        "p95_ms": float(np.percentile(ms, 95)),
+        "p99_ms": float(np.percentile(ms, 99)),
+        "mean_ms": float(ms.mean()),
+        "calls": int(ms.size),
+    }
+
+
+def measure(
+    predict: Callable[[pd.DataFrame], Any],
+    frame: pd.DataFrame,
+    warmup: int,
+    single_row_repeats: int,
+    batch_size: int,
+    batch_repeats: int,
+) -> dict[str, Any]:
+    """Time ``predict`` on one-row frames (cycling through the data) and on batches of ``batch_size`` rows."""
+    rows = [frame.iloc[[i % len(frame)]] for i in range(warmup + single_row_repeats)]
+    times = []
+    for i, row in enumerate(rows):
+        start = time.perf_counter()
+        predict(row)
+        if i >= warmup:
+            times.append(time.perf_counter() - start)
+    single = percentiles(times)
+    batch_frame = frame.iloc[: min(batch_size, len(frame))]
+    predict(batch_frame)
+    batch_times = []
+    for _ in range(batch_repeats):
+        start = time.perf_counter()
+        predict(batch_frame)
+        batch_times.append(time.perf_counter() - start)
+    batch = percentiles(batch_times) | {"size": len(batch_frame)}
+    batch["rows_per_s"] = float(len(batch_frame) / (batch["p50_ms"] / 1000))
+    return {"single_row": single, "batch": batch}

@@ -1,0 +1,171 @@
+"""Stage ``evaluate``: judge one trained candidate on the test split.
+
+Usage: ``python -m pipelines.evaluate --model NAME``. Reads ``evaluation`` params and the artifact in
+``artifacts/candidates/NAME/``. Computes accuracy, precision, recall, F1, ROC-AUC, PR-AUC, log loss, Brier and
+expected calibration error with bootstrap percentile intervals; the confusion matrix at the configured threshold;
+the reliability diagram (before and after calibration when the model is calibrated); per-group rates and
+disparities by every sensitive attribute and intersection (fairlearn MetricFrame); in-process latency.
+
+Writes ``reports/eval/NAME/metrics.json`` (headline numbers, a DVC metrics file), ``evaluation.json`` (everything)
+and ``plots/{roc,pr,calibration,groups}.json`` (DVC plots).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from models.predictor import ArtifactError, CalibratedPredictor, Predictor, load_predictor, read_manifest
+from pipelines.core import fairness, latency
+from pipelines.core import metrics as M
+from pipelines.core.config import EvaluationConfig, load_params, section
+from pipelines.core.errors import PipelineError, stage_main
+from pipelines.core.io import atomic_dir, to_json
+from pipelines.core.training import read_split
+
+
+def with_ci(value: float | None, ci: tuple[float | None, float | None]) -> dict[str, float | None]:
+    return {"value": value, "ci_low": ci[0], "ci_high": ci[1]}
+
+
+def evaluate(predictor: Predictor, test: pd.DataFrame, cfg: EvaluationConfig) -> dict[str, Any]:
+    """The full evaluation of ``predictor`` on ``test``."""
+    target = predictor.features.target
+    y = test[target].astype(int).to_numpy()
+    p = predictor.predict_proba(test)
+    d = (p >= cfg.threshold).astype(int)
+    slices = fairness.slices(
+        test.reset_index(drop=True), cfg.fairness.attributes, [list(i) for i in cfg.fairness.intersections]
+    )
+    eligible = fairness.eligible_groups(slices, cfg.fairness.min_group_size)
+    b = cfg.bootstrap
+    intervals = M.bootstrap(
+        y,
+        p,
+        cfg.threshold,
+        cfg.calibration_bins,
+        b.resamples,
+        b.confidence,
+        b.seed,
+        extra=fairness.GroupBootstrap(y, d, slices, eligible),
+    )
+    point = M.point_metrics(y, p, cfg.threshold, cfg.calibration_bins)
+    result: dict[str, Any] = {
+        "rows": len(test),
+        "positives": int(y.sum()),
+        "threshold": cfg.threshold,
+        "bootstrap": b.model_dump(),
+        "metrics": {k: with_ci(v, intervals[k]) for k, v in point.items()},
+        "confusion_matrix": M.confusion(y, p, cfg.threshold),
+        "calibration": {"bins": M.reliability(y, p, cfg.calibration_bins)},
+        "fairness": fairness.fairness_report(y, d, slices, cfg.fairness.min_group_size, intervals),
+    }
+    if isinstance(predictor, CalibratedPredictor):
+        raw = predictor.base.predict_proba(test)
+        result["calibration"]["method"] = predictor.calibrator.method
+        result["calibration"]["before"] = {
+            **{
+                k: v
+                for k, v in M.point_metrics(y, raw, cfg.threshold, cfg.calibration_bins).items()
+                if k in ("ece", "brier", "log_loss", "roc_auc", "accuracy")
+            },
+            "bins": M.reliability(y, raw, cfg.calibration_bins),
+        }
+    else:
+        result["calibration"]["method"] = None
+    lat = cfg.latency
+    result["latency"] = latency.measure(
+        predictor.predict_proba, test, lat.warmup, lat.single_row_repeats, lat.batch_size, lat.batch_repeats
+    )
+    result["plots"] = {
+        "roc": M.roc_points(y, p),
+        "pr": M.pr_points(y, p),
+        "calibration": [
+            {
+                "bin": r["bin"],
+                "mean_score": r["mean_score"],
+                "positive_rate": r["positive_rate"],
+                "count": r["count"],
+            }
+            for r in result["calibration"]["bins"]
+            if r["count"]
+        ],
+        "groups": [
+            {"slice": name, "group": group, "metric": metric, "value": entry[metric]["value"]}
+            for name, rep in result["fairness"].items()
+            for group, entry in rep["groups"].items()
+            for metric in fairness.GROUP_METRICS
+        ],
+    }
+    return result
+
+
+def headline(name: str, info: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
+    """The compact DVC metrics file: what `dvc metrics diff` and the gates read."""
+    out: dict[str, Any] = {"model": name, "kind": info.get("kind"), "threshold": result["threshold"]}
+    out |= result["metrics"]
+    out["fairness"] = {s: {k: rep[k] for k in fairness.DISPARITIES} for s, rep in result["fairness"].items()}
+    lat = result["latency"]
+    out["latency"] = {
+        "single_row": {k: lat["single_row"][k] for k in ("p50_ms", "p95_ms", "p99_ms")},
+        "batch": {k: lat["batch"][k] for k in ("size", "p50_ms", "p95_ms", "p99_ms", "rows_per_s")},
+    }
+    if result["calibration"].get("before"):
+        out["calibration_before"] = {
+            k: result["calibration"]["before"][k] for k in ("ece", "brier", "log_loss")
+        }
+    return out
+
+
+def jsonable(data: Any) -> Any:
+    """Floats rounded for readable, stable files; NaN becomes null."""
+    if isinstance(data, dict):
+        return {k: jsonable(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [jsonable(v) for v in data]
+    if isinstance(data, float | np.floating):
+        return None if np.isnan(data) else round(float(data), 6)
+    if isinstance(data, np.integer):
+        return int(data)
+    return data
+
+
+@stage_main("evaluate")
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--data", type=Path, default=Path("data/processed"))
+    parser.add_argument("--artifacts", type=Path, default=Path("artifacts/candidates"))
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args(argv)
+    cfg = section(load_params(args.params), "evaluation", EvaluationConfig)
+    out = args.out or Path("reports/eval") / args.model
+    try:
+        folder = args.artifacts / args.model
+        predictor, info = load_predictor(folder), read_manifest(folder)["info"]
+    except ArtifactError as err:
+        raise PipelineError(str(err)) from None
+    test = read_split(args.data, cfg.split)
+    result = evaluate(predictor, test, cfg)
+    with atomic_dir(out) as staging:
+        (staging / "plots").mkdir()
+        for name, points in result.pop("plots").items():
+            (staging / "plots" / f"{name}.json").write_text(to_json(jsonable(points)))
+        (staging / "evaluation.json").write_text(
+            to_json(jsonable({"model": args.model, "info": info, **result}))
+        )
+        (staging / "metrics.json").write_text(to_json(jsonable(headline(args.model, info, result))))
+    m = result["metrics"]
+    print(
+        f"[evaluate] {args.model}: accuracy {m['accuracy']['value']:.4f}, ROC-AUC {m['roc_auc']['value']:.4f}, "
+        f"ECE {m['ece']['value']:.4f}, p95 {result['latency']['single_row']['p95_ms']:.2f} ms -> {out}"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,67 @@
+"""Stage ``mitigate``: a fairness-mitigated candidate by post-processing a trained one.
+
+Usage: ``python -m pipelines.mitigate --model NAME``. Reads ``models.NAME`` (``family: mitigation``): the base
+candidate, the sensitive attribute and the fairness constraint. Fits fairlearn's ThresholdOptimizer on the valid
+split over the base artifact and writes ``artifacts/candidates/NAME/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from models.mitigation import ThresholdMitigator
+from models.predictor import ArtifactError, SklearnPredictor, load_predictor
+from pipelines.core.config import ConfigError, MitigationModel, load_params, model_section
+from pipelines.core.errors import PipelineError, stage_main
+from pipelines.core.training import feature_spec, finish, read_split
+
+
+@stage_main("mitigate")
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--data", type=Path, default=Path("data/processed"))
+    parser.add_argument("--artifacts", type=Path, default=Path("artifacts/candidates"))
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args(argv)
+    params = load_params(args.params)
+    cfg = model_section(params, args.model)
+    if not isinstance(cfg, MitigationModel):
+        raise ConfigError(
+            f"models.{args.model} has family '{cfg.family}'; mitigate handles family 'mitigation'"
+        )
+    features = feature_spec(params)
+    try:
+        base = load_predictor(args.artifacts / cfg.base)
+    except ArtifactError as err:
+        raise PipelineError(f"models.{args.model}.base '{cfg.base}': {err}") from None
+    valid = read_split(args.data, "valid")
+    x, y = features.xy(valid)
+    start = time.perf_counter()
+    try:
+        mitigator = ThresholdMitigator(
+            base, cfg.sensitive, cfg.constraint, cfg.objective, cfg.grid_size, cfg.tol
+        )
+    except ValueError as err:
+        raise ConfigError(f"models.{args.model}: {err}") from None
+    mitigator.fit(x, y)
+    seconds = time.perf_counter() - start
+    info = {
+        "family": cfg.family,
+        "base": cfg.base,
+        "sensitive": cfg.sensitive,
+        "constraint": cfg.constraint,
+        "fit_rows": len(valid),
+        "fit_seconds": round(seconds, 3),
+        "params": cfg.model_dump(),
+    }
+    out = args.out or Path("artifacts/candidates") / args.model
+    finish(SklearnPredictor(mitigator, features), cfg, valid, out, info)
+    print(f"[mitigate] {args.model}: {cfg.constraint} on '{cfg.sensitive}' over {cfg.base} -> {out}")
+
+
+if __name__ == "__main__":
+    main()

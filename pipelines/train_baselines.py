@@ -1,0 +1,59 @@
+"""Stage ``train_baselines``: fit one scikit-learn model (a baseline or a classical candidate).
+
+Usage: ``python -m pipelines.train_baselines --model NAME``. Reads ``models.NAME`` (a ``model`` config with
+``family: sklearn``), ``features`` and the train/valid splits. The estimator comes from ``models.NAME.estimator``
+(``_target_`` + arguments) behind the preprocessing that ``models.NAME.preprocessing`` names. Writes the artifact
+to ``artifacts/candidates/NAME/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from models.baselines import RuleListClassifier
+from models.predictor import SklearnPredictor
+from models.sklearn_models import build_pipeline
+from pipelines.core.config import ConfigError, SklearnModel, load_params, model_section
+from pipelines.core.errors import stage_main
+from pipelines.core.training import feature_spec, finish, instantiate, read_split
+
+
+@stage_main("train_baselines")
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--data", type=Path, default=Path("data/processed"))
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args(argv)
+    params = load_params(args.params)
+    cfg = model_section(params, args.model)
+    if not isinstance(cfg, SklearnModel):
+        raise ConfigError(
+            f"models.{args.model} has family '{cfg.family}'; train_baselines fits family 'sklearn'"
+        )
+    features = feature_spec(params)
+    train, valid = read_split(args.data, "train"), read_split(args.data, "valid")
+    estimator = instantiate(cfg.estimator, f"models.{args.model}.estimator")
+    model = build_pipeline(estimator, cfg.preprocessing, features)
+    x, y = features.xy(train)
+    start = time.perf_counter()
+    model.fit(x, y)
+    seconds = time.perf_counter() - start
+    info = {
+        "family": cfg.family,
+        "train_rows": len(train),
+        "fit_seconds": round(seconds, 3),
+        "params": cfg.model_dump(),
+    }
+    if isinstance(estimator, RuleListClassifier):
+        info["rules"] = estimator.describe()
+    out = args.out or Path("artifacts/candidates") / args.model
+    finish(SklearnPredictor(model, features), cfg, valid, out, info)
+    print(f"[train_baselines] {args.model}: fitted on {len(train)} rows in {seconds:.2f}s -> {out}")
+
+
+if __name__ == "__main__":
+    main()
