@@ -22,9 +22,10 @@ import pandas as pd
 from models.predictor import ArtifactError, CalibratedPredictor, Predictor, load_predictor, read_manifest
 from pipelines.core import fairness, latency
 from pipelines.core import metrics as M
-from pipelines.core.config import EvaluationConfig, load_params, section
+from pipelines.core.config import load_params, section
 from pipelines.core.errors import PipelineError, stage_main
 from pipelines.core.io import atomic_dir, to_json
+from pipelines.core.model_config import EvaluationConfig
 from pipelines.core.training import read_split
 
 

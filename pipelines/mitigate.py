@@ -13,8 +13,9 @@ from pathlib import Path
 
 from models.mitigation import ThresholdMitigator
 from models.predictor import ArtifactError, SklearnPredictor, load_predictor
-from pipelines.core.config import ConfigError, MitigationModel, load_params, model_section
+from pipelines.core.config import ConfigError, load_params
 from pipelines.core.errors import PipelineError, stage_main
+from pipelines.core.model_config import MitigationModel, model_section
 from pipelines.core.training import feature_spec, finish, read_split
 
 

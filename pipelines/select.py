@@ -17,11 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from models.predictor import ArtifactError, read_manifest, verify_files
-from pipelines.core.config import EvaluationConfig, load_params, section
+from pipelines.core.config import load_params, section
 from pipelines.core.errors import PipelineError, stage_main
 from pipelines.core.gates import evaluate_gates
 from pipelines.core.io import atomic_dir, read_json, to_json, write_json_atomic, write_text_atomic
 from pipelines.core.lineage import content_version, dvc_lock_hashes, git_state, params_hash
+from pipelines.core.model_config import EvaluationConfig
 from pipelines.core.render import render
 
 RELEASE = "release.json"

@@ -19,8 +19,9 @@ from typing import Any
 
 from models.predictor import TorchTabularPredictor
 from models.tabular import TabularClassifier
-from pipelines.core.config import ConfigError, LightningModel, load_params, model_section
+from pipelines.core.config import ConfigError, load_params
 from pipelines.core.errors import PipelineError, stage_main
+from pipelines.core.model_config import LightningModel, model_section
 from pipelines.core.training import feature_spec, finish, instantiate, read_split
 
 

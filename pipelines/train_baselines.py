@@ -15,8 +15,9 @@ from pathlib import Path
 from models.baselines import RuleListClassifier
 from models.predictor import SklearnPredictor
 from models.sklearn_models import build_pipeline
-from pipelines.core.config import ConfigError, SklearnModel, load_params, model_section
+from pipelines.core.config import ConfigError, load_params
 from pipelines.core.errors import stage_main
+from pipelines.core.model_config import SklearnModel, model_section
 from pipelines.core.training import feature_spec, finish, instantiate, read_split
 
 

@@ -12,7 +12,7 @@ import operator
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from pipelines.core.config import EvaluationConfig, Gate
+from pipelines.core.model_config import EvaluationConfig, Gate
 
 OPS = {">=": operator.ge, "<=": operator.le}
 # Metrics where lower is better, for ranking and for "best baseline".

@@ -12,10 +12,11 @@ import pandas as pd
 from models.calibration import ScoreCalibrator
 from models.features import FeatureSpec
 from models.predictor import CalibratedPredictor, Predictor, save_predictor
-from pipelines.core.config import ConfigError, ModelBase
+from pipelines.core.config import ConfigError
 from pipelines.core.errors import PipelineError
 from pipelines.core.io import atomic_dir, read_parquet
 from pipelines.core.metrics import ece
+from pipelines.core.model_config import ModelBase
 
 
 def read_split(data_dir: Path, name: str) -> pd.DataFrame:

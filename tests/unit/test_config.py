@@ -8,19 +8,14 @@ import pytest
 import yaml
 
 from pipelines import compose
-from pipelines.core.config import (
-    ConfigError,
-    DatasetConfig,
+from pipelines.core.config import ConfigError, DatasetConfig, ProfileConfig, SplitConfig, load_params, section
+from pipelines.core.model_config import (
     EvaluationConfig,
     FeaturesConfig,
     LightningModel,
     MitigationModel,
-    ProfileConfig,
     SklearnModel,
-    SplitConfig,
-    load_params,
     model_section,
-    section,
 )
 from tests.conftest import ROOT
 

@@ -1,0 +1,131 @@
+"""Typed views of the model-side params: ``features``, ``models.<name>`` (the ``model`` group) and ``evaluation``."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, field_validator
+
+from pipelines.core.config import ConfigError, Section, section
+
+
+class FeaturesConfig(Section):
+    categorical: list[str]
+    numeric: list[str]
+
+
+Calibration = Literal["isotonic", "sigmoid"] | None
+
+
+class ModelBase(Section):
+    name: str
+    kind: Literal["baseline", "candidate"]
+    description: str
+    calibration: Calibration = None
+
+
+class SklearnModel(ModelBase):
+    family: Literal["sklearn"]
+    preprocessing: Literal["onehot", "ordinal", "none"]
+    estimator: dict[str, Any]
+
+    @field_validator("estimator")
+    @classmethod
+    def _target(cls, estimator: dict[str, Any]) -> dict[str, Any]:
+        if "_target_" not in estimator:
+            raise ValueError("needs a _target_ (the estimator class to instantiate)")
+        return estimator
+
+
+class LightningModel(ModelBase):
+    family: Literal["lightning"]
+    seed: int
+    datamodule: dict[str, Any]
+    module: dict[str, Any]
+    callbacks: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+
+class MitigationModel(ModelBase):
+    family: Literal["mitigation"]
+    base: str
+    sensitive: str
+    constraint: Literal[
+        "demographic_parity",
+        "equalized_odds",
+        "false_negative_rate_parity",
+        "false_positive_rate_parity",
+        "true_positive_rate_parity",
+        "true_negative_rate_parity",
+    ]
+    objective: Literal["accuracy_score", "balanced_accuracy_score"] = "accuracy_score"
+    grid_size: int = Field(1000, ge=10)
+    tol: float | None = None
+
+
+ModelConfig = SklearnModel | LightningModel | MitigationModel
+
+
+def model_section(params: dict[str, Any], name: str) -> ModelConfig:
+    """Validate ``models.<name>``; the error names the model and its bad key."""
+    models = params.get("models") or {}
+    if name not in models:
+        raise ConfigError(
+            f"params.yaml has no models.{name} (known: {sorted(models)}); is it in conf/config.yaml?"
+        )
+    family = models[name].get("family")
+    model_cls: dict[str, type[BaseModel]] = {
+        "sklearn": SklearnModel,
+        "lightning": LightningModel,
+        "mitigation": MitigationModel,
+    }
+    if family not in model_cls:
+        raise ConfigError(f"models.{name}.family must be one of {sorted(model_cls)}, got {family!r}")
+    cfg = section(models, name, model_cls[family])
+    if cfg.name != name:  # type: ignore[attr-defined]
+        raise ConfigError(f"models.{name}.name is {cfg.name!r}; it must equal its key")  # type: ignore[attr-defined]
+    return cfg  # type: ignore[return-value]
+
+
+class Bootstrap(Section):
+    resamples: int = Field(ge=10)
+    confidence: float = Field(gt=0.5, lt=1.0)
+    seed: int = 0
+
+
+class Fairness(Section):
+    attributes: list[str]
+    intersections: list[list[str]] = Field(default_factory=list)
+    min_group_size: int = Field(ge=1)
+
+
+class Latency(Section):
+    warmup: int = Field(ge=0)
+    single_row_repeats: int = Field(ge=5)
+    batch_size: int = Field(ge=1)
+    batch_repeats: int = Field(ge=3)
+
+
+class Selection(Section):
+    eligible_kinds: list[Literal["baseline", "candidate"]]
+
+
+class Gate(Section):
+    metric: str
+    op: Literal[">=", "<="]
+    threshold: float
+    severity: Literal["block", "warn"]
+    applies_to: Literal["all", "candidates", "baselines"] = "all"
+    relative_to: Literal["best_baseline"] | None = None
+    rationale: str
+
+
+class EvaluationConfig(Section):
+    split: str
+    threshold: float = Field(gt=0.0, lt=1.0)
+    primary_metric: str
+    bootstrap: Bootstrap
+    calibration_bins: int = Field(ge=2, le=100)
+    fairness: Fairness
+    latency: Latency
+    selection: Selection
+    gates: dict[str, Gate]
