@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from benchmarks.measure import median, run_measured
+from benchmarks.measure import Sample, median, run_measured
 from pipelines.core.workspace import ROOT, copy_worktree
 
 STAGES = ["ingest", "validate", "split", "profile"]
@@ -23,7 +23,9 @@ TARGET = "profile"
 
 def run(repeats: int) -> dict[str, Any]:
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
-    cold, noop, per_stage = [], [], {s: [] for s in STAGES}
+    cold: list[Sample] = []
+    noop: list[Sample] = []
+    per_stage: dict[str, list[Sample]] = {s: [] for s in STAGES}
     for _ in range(repeats):
         with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:
             repo = copy_worktree(Path(tmp), ROOT, "benchmark copy")

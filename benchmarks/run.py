@@ -1,6 +1,6 @@
 """Run the benchmark suites and write ``benchmarks/results/<suite>.{md,json}``.
 
-Usage: ``python -m benchmarks.run [SUITE ...] [--repeats N]`` (default: every suite, 3 repeats).
+Usage: ``python -m benchmarks.run [SUITE ...] [--repeats N]`` (default: every suite, 5 repeats).
 """
 
 from __future__ import annotations
@@ -16,20 +16,22 @@ from pipelines.core.render import render
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
-SUITES = ["pipeline"]
+SUITES = ["pipeline", "training"]
 
 
 def extras(suite: str, module: Any, result: dict[str, Any]) -> dict[str, Any]:
     """Values a suite's template derives from its result."""
     if suite == "pipeline":
         return {"stage_sum": sum(s["seconds"] for s in result["stages"].values()), "target": module.TARGET}
+    if suite == "training":
+        return {"batch_size": next(iter(result["latency"].values()))["batch"]["size"]}
     return {}
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("suites", nargs="*", help=f"any of {SUITES} (default: all)")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args(argv)
     unknown = sorted(set(args.suites) - set(SUITES))
     if unknown:

@@ -91,7 +91,8 @@ class TabularEncoder:
 class ShuffledBatches(IterableDataset):
     """Whole batches from in-memory tensors: a new seeded permutation per pass, one gather per batch.
 
-    Under DDP each rank takes every ``world``-th batch, and all ranks take the same number of batches.
+    Under DDP each rank takes every ``world``-th row of the (padded) order, as ``DistributedSampler`` does, so all
+    ranks see disjoint rows and the same number of batches.
     """
 
     def __init__(
@@ -103,14 +104,17 @@ class ShuffledBatches(IterableDataset):
         self.seed = seed
         self.epoch = 0
 
-    def _world(self) -> tuple[int, int]:
+    @staticmethod
+    def _world() -> tuple[int, int]:
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             return torch.distributed.get_rank(), torch.distributed.get_world_size()
         return 0, 1
 
+    def _rows_per_rank(self) -> int:
+        return math.ceil(len(self.tensors[0]) / self._world()[1])
+
     def __len__(self) -> int:
-        _, world = self._world()
-        return math.ceil(len(self.tensors[0]) / self.batch_size) // world or 1
+        return math.ceil(self._rows_per_rank() / self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
         n = len(self.tensors[0])
@@ -120,9 +124,10 @@ class ShuffledBatches(IterableDataset):
         else:
             order = torch.arange(n)
         rank, world = self._world()
-        starts = list(range(0, n, self.batch_size))
-        per_rank = len(starts) // world if world > 1 else len(starts)
-        for start in starts[rank::world][: per_rank or 1]:
+        if world > 1:
+            total = self._rows_per_rank() * world
+            order = torch.cat([order, order[: total - n]])[rank:total:world]
+        for start in range(0, len(order), self.batch_size):
             idx = order[start : start + self.batch_size]
             yield tuple(t[idx] for t in self.tensors)
 
@@ -269,11 +274,22 @@ class TabularClassifier(pl.LightningModule):
     def forward(self, categorical: torch.Tensor, numeric: torch.Tensor) -> torch.Tensor:
         return self.net(categorical, numeric)
 
+    def on_train_epoch_start(self) -> None:
+        self._loss_sum = torch.zeros(())
+        self._loss_rows = 0
+
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         cat, num, y = batch
         loss = self.loss(self(cat, num), y)
-        self.log("train_loss", loss, on_step=False, on_epoch=True, batch_size=len(y))
+        # Accumulated here and logged once per epoch: self.log on every step costs about 1 ms in Lightning,
+        # a sixth of a step of this small network (see benchmarks/results/training.md).
+        self._loss_sum = self._loss_sum + loss.detach() * len(y)
+        self._loss_rows += len(y)
         return loss
+
+    def on_train_epoch_end(self) -> None:
+        if self._loss_rows:
+            self.log("train_loss", self._loss_sum / self._loss_rows, sync_dist=True)
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         cat, num, y = batch

@@ -20,7 +20,11 @@ def test_group_rates_by_hand() -> None:
     report = F.fairness_report(Y, D, slices, min_group_size=3)
     a = report["sex"]["groups"]["a"]
     assert a["count"] == 4 and a["selection_rate"]["value"] == 0.75
-    assert a["tpr"]["value"] == 1.0 and a["fpr"]["value"] == 0.5 and a["precision"]["value"] == pytest.approx(2 / 3)
+    assert (
+        a["tpr"]["value"] == 1.0
+        and a["fpr"]["value"] == 0.5
+        and a["precision"]["value"] == pytest.approx(2 / 3)
+    )
     assert report["sex"]["groups"]["c"]["eligible"] is False
     assert report["sex"]["eligible_groups"] == ["a", "b"]
     assert "a / x" in report["sex x race"]["groups"]

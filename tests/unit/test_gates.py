@@ -11,20 +11,48 @@ from pipelines.core.model_config import EvaluationConfig
 
 
 def metrics(kind: str, auc: float, ece: float = 0.01, dpr: float = 0.3) -> dict[str, Any]:
-    return {"kind": kind, "roc_auc": {"value": auc}, "ece": {"value": ece},
-            "fairness": {"sex": {"demographic_parity_ratio": {"value": dpr}}}}
+    return {
+        "kind": kind,
+        "roc_auc": {"value": auc},
+        "ece": {"value": ece},
+        "fairness": {"sex": {"demographic_parity_ratio": {"value": dpr}}},
+    }
 
 
 @pytest.fixture()
 def cfg(params: dict) -> EvaluationConfig:
     base = params["evaluation"] | {
         "gates": {
-            "min_auc": {"metric": "roc_auc", "op": ">=", "threshold": 0.8, "severity": "block", "rationale": "r"},
-            "max_ece": {"metric": "ece", "op": "<=", "threshold": 0.05, "severity": "block", "rationale": "r"},
-            "dpr": {"metric": "fairness.sex.demographic_parity_ratio", "op": ">=", "threshold": 0.8,
-                    "severity": "warn", "rationale": "r"},
-            "beats": {"metric": "roc_auc", "op": ">=", "threshold": 0.01, "relative_to": "best_baseline",
-                      "severity": "block", "applies_to": "candidates", "rationale": "r"},
+            "min_auc": {
+                "metric": "roc_auc",
+                "op": ">=",
+                "threshold": 0.8,
+                "severity": "block",
+                "rationale": "r",
+            },
+            "max_ece": {
+                "metric": "ece",
+                "op": "<=",
+                "threshold": 0.05,
+                "severity": "block",
+                "rationale": "r",
+            },
+            "dpr": {
+                "metric": "fairness.sex.demographic_parity_ratio",
+                "op": ">=",
+                "threshold": 0.8,
+                "severity": "warn",
+                "rationale": "r",
+            },
+            "beats": {
+                "metric": "roc_auc",
+                "op": ">=",
+                "threshold": 0.01,
+                "relative_to": "best_baseline",
+                "severity": "block",
+                "applies_to": "candidates",
+                "rationale": "r",
+            },
         }
     }
     return EvaluationConfig.model_validate(base)
@@ -70,7 +98,9 @@ def test_none_passes(cfg: EvaluationConfig) -> None:
 
 
 def test_baselines_can_be_excluded(cfg: EvaluationConfig) -> None:
-    only = cfg.model_copy(update={"selection": cfg.selection.model_copy(update={"eligible_kinds": ["candidate"]})})
+    only = cfg.model_copy(
+        update={"selection": cfg.selection.model_copy(update={"eligible_kinds": ["candidate"]})}
+    )
     result = evaluate_gates({"b": metrics("baseline", 0.95, dpr=0.9)}, only)
     assert result["champion"] is None and result["models"]["b"]["status"] == "passed"
 

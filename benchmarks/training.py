@@ -1,0 +1,111 @@
+"""Suite `training`: Lightning against a plain PyTorch loop, the time to train each candidate, in-process
+inference latency, and peak memory.
+
+Each repeat runs, in a fresh copy of the repository prepared with `dvc repro split`: (1) the tabular network
+trained for the same epochs on the same data, batches, optimizer and schedule, once by Lightning and once by a
+plain PyTorch loop, in separate processes, alternating which goes first (`benchmarks/train_loop.py`; validation,
+logging and checkpointing off in both; time covers the fit only); (2) every training stage's command from
+dvc.yaml, timed with its peak RSS. Latency is measured in this process on the artifacts the last repeat produced,
+with the `evaluation.latency` settings: single-row calls and batches, as in the `evaluate` stage. Medians over
+the repeats.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from benchmarks.measure import median, run_measured
+from models.predictor import load_predictor
+from pipelines.core import latency
+from pipelines.core.workspace import ROOT, copy_worktree
+
+EPOCHS = 10
+
+
+def training_stages(repo: Path) -> list[tuple[str, str]]:
+    """(stage@item, command) for every training stage, in DAG order."""
+    stages = yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]
+    out = []
+    for stage in ("train_baselines", "train", "mitigate"):
+        spec = stages[stage]
+        items = spec["foreach"]
+        names = list(items) if isinstance(items, dict) else items
+        for name in names:
+            out.append(
+                (f"{stage}@{name}", spec["do"]["cmd"].replace("${item}", name).replace("${key}", name))
+            )
+    return out
+
+
+def run(repeats: int) -> dict[str, Any]:
+    loops: dict[str, list[dict[str, Any]]] = {"lightning": [], "plain": []}
+    stage_runs: dict[str, list[Any]] = {}
+    latencies: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-training-") as tmp:
+        repo = copy_worktree(Path(tmp), ROOT, "benchmark copy")
+        run_measured(["dvc", "repro", "split"], repo)
+        for r in range(repeats):
+            order = ["lightning", "plain"] if r % 2 == 0 else ["plain", "lightning"]
+            for mode in order:
+                sample = run_measured(
+                    [
+                        "python",
+                        "-m",
+                        "benchmarks.train_loop",
+                        "--mode",
+                        mode,
+                        "--repo",
+                        str(repo),
+                        "--epochs",
+                        str(EPOCHS),
+                        "--seed",
+                        str(r),
+                    ],
+                    repo,
+                )
+                loops[mode].append(json.loads(sample.output.strip().splitlines()[-1]))
+            for name, cmd in training_stages(repo):
+                stage_runs.setdefault(name, []).append(run_measured(["bash", "-c", cmd], repo))
+        params = yaml.safe_load((repo / "params.yaml").read_text())
+        lat = params["evaluation"]["latency"]
+        test = pd.read_parquet(repo / "data/processed/test.parquet")
+        for folder in sorted(p for p in (repo / "artifacts/candidates").iterdir() if p.is_dir()):
+            predictor = load_predictor(folder)
+            latencies[folder.name] = latency.measure(
+                predictor.predict_proba,
+                test,
+                lat["warmup"],
+                lat["single_row_repeats"],
+                lat["batch_size"],
+                lat["batch_repeats"],
+            )
+    speed = {m: median([s["samples_per_s"] for s in samples]) for m, samples in loops.items()}
+    return {
+        "repeats": repeats,
+        "epochs": EPOCHS,
+        "loops": {
+            m: {
+                "samples_per_s": speed[m],
+                "seconds": median([s["seconds"] for s in samples]),
+                "peak_rss_mib": median([s["peak_rss_mib"] for s in samples]),
+                "runs": [round(s["samples_per_s"]) for s in samples],
+            }
+            for m, samples in loops.items()
+        },
+        "lightning_over_plain": speed["lightning"] / speed["plain"],
+        "stages": {
+            name: {
+                "seconds": median([s.seconds for s in runs]),
+                "peak_rss_mib": median([s.peak_rss_mib for s in runs]),
+                "runs": [round(s.seconds, 2) for s in runs],
+            }
+            for name, runs in stage_runs.items()
+        },
+        "latency": latencies,
+    }

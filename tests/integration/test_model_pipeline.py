@@ -1,0 +1,200 @@
+"""The whole model pipeline under real DVC on a small sample (experiment=quick) in a temporary repository:
+every stage runs, the gate report and the champion's lineage hold, caching follows the model and gate config,
+a gate nobody passes keeps the previous champion, a queued sweep runs, and DDP trains on two CPU processes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipelines.core.io import sha256_file
+from pipelines.core.lineage import params_hash
+from pipelines.select import release_params
+from tests.conftest import copy_repo, run
+
+pytestmark = pytest.mark.integration
+MODELS = ["majority", "rules", "logreg", "hgb", "tabular_nn", "hgb_fair"]
+
+
+def ran(output: str) -> list[str]:
+    return [line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage '")]
+
+
+def compose(repo: Path, *overrides: str) -> None:
+    run(["python", "-m", "pipelines.compose", "experiment=quick", *overrides], repo)
+
+
+def tree_hash(folder: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
+            digest.update(f"{path.relative_to(folder)}:{sha256_file(path)}\n".encode())
+    return digest.hexdigest()
+
+
+@pytest.fixture(scope="module")
+def baseline(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    repo = copy_repo(tmp_path_factory.mktemp("models"))
+    proc = run(["dvc", "exp", "run", "-S", "experiment=quick"], repo)
+    stages = ran(proc.stdout)
+    assert [f"train_baselines@{m}" for m in MODELS[:4]] == [
+        s for s in stages if s.startswith("train_baselines")
+    ]
+    assert {"train@tabular_nn", "mitigate@hgb_fair", "select", *(f"evaluate@{m}" for m in MODELS)} <= set(
+        stages
+    )
+    return repo
+
+
+@pytest.fixture()
+def repo(baseline: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(baseline, tmp_path / "repo", symlinks=True))
+
+
+def test_every_model_has_metrics_plots_and_verdicts(baseline: Path) -> None:
+    gate = json.loads((baseline / "reports/gate.json").read_text())
+    params = yaml.safe_load((baseline / "params.yaml").read_text())
+    for name in MODELS:
+        folder = baseline / "reports/eval" / name
+        metrics = json.loads((folder / "metrics.json").read_text())
+        for key in ("accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc", "log_loss", "brier", "ece"):
+            m = metrics[key]
+            assert m["ci_low"] <= m["value"] <= m["ci_high"], (name, key)
+        assert set(metrics["fairness"]) == {"sex", "race", "sex x race"}
+        assert metrics["latency"]["single_row"]["p99_ms"] >= metrics["latency"]["single_row"]["p50_ms"] > 0
+        assert {p.name for p in (folder / "plots").iterdir()} == {
+            "roc.json",
+            "pr.json",
+            "calibration.json",
+            "groups.json",
+        }
+        verdicts = gate["models"][name]["gates"]
+        expected = {
+            g
+            for g, spec in params["evaluation"]["gates"].items()
+            if spec.get("applies_to", "all") == "all" or metrics["kind"] == "candidate"
+        }
+        assert {v["gate"] for v in verdicts} == expected
+    champion = gate["champion"]
+    assert champion and gate["models"][champion]["failed"] == []
+    assert not any(gate["models"][n]["eligible"] for n in MODELS if gate["models"][n]["failed"])
+
+
+def test_champion_carries_its_lineage(baseline: Path) -> None:
+    release = json.loads((baseline / "artifacts/champion/release.json").read_text())
+    gate = json.loads((baseline / "reports/gate.json").read_text())
+    assert release["role"] == "champion" and release["name"] == gate["champion"]
+    assert release["version"].startswith(release["name"] + "-")
+    head = run(["git", "rev-parse", "HEAD"], baseline).stdout.strip()
+    assert release["git"]["commit"] == head
+    lock = yaml.safe_load((baseline / "dvc.lock").read_text())["stages"]
+    processed = next(o for o in lock["split"]["outs"] if o["path"] == "data/processed")
+    assert release["data"]["data/processed"] == processed["md5"]
+    params = yaml.safe_load((baseline / "params.yaml").read_text())
+    assert release["params_hash"] == params_hash(release_params(params, release["name"]))
+    for name, digest in release["files"].items():
+        assert sha256_file(baseline / "artifacts/champion" / name) == digest
+    assert release["metrics"]["roc_auc"]["value"] == gate["models"][release["name"]]["primary"]
+
+
+def test_dvc_sees_metrics_and_plots(baseline: Path) -> None:
+    shown = run(["dvc", "metrics", "show", "--json"], baseline).stdout
+    assert "reports/eval/hgb/metrics.json" in shown and "reports/train/tabular_nn/metrics.json" in shown
+    plots = run(["dvc", "plots", "show", "--json"], baseline).stdout
+    assert "reports/eval/hgb/plots/roc.json" in plots and "val/auroc.tsv" in plots
+
+
+def test_gate_change_reruns_only_select(repo: Path) -> None:
+    compose(repo, "evaluation.gates.max_ece.threshold=0.06")
+    assert ran(run(["dvc", "repro"], repo).stdout) == ["select"]
+
+
+def test_model_change_reruns_only_what_depends_on_it(repo: Path) -> None:
+    compose(repo, "models.hgb.estimator.max_iter=50")
+    stages = ran(run(["dvc", "repro"], repo).stdout)
+    assert sorted(stages) == sorted(
+        ["train_baselines@hgb", "mitigate@hgb_fair", "evaluate@hgb", "evaluate@hgb_fair", "select"]
+    )
+
+
+def test_no_champion_keeps_the_previous_one(repo: Path) -> None:
+    before = tree_hash(repo / "artifacts/champion")
+    compose(repo, "evaluation.gates.min_roc_auc.threshold=0.999")
+    proc = run(["dvc", "repro"], repo, check=False)
+    assert proc.returncode != 0
+    assert "no model passes every blocking gate; the previous champion stays" in proc.stderr
+    assert tree_hash(repo / "artifacts/champion") == before
+    gate = json.loads((repo / "reports/gate.json").read_text())
+    assert gate["champion"] is None and all("min_roc_auc" in m["failed"] for m in gate["models"].values())
+
+
+def test_queued_sweep(repo: Path) -> None:
+    run(["git", "add", "-A"], repo)
+    run(["git", "commit", "-q", "-m", "quick baseline"], repo)
+    run(
+        ["dvc", "exp", "run", "--queue", "-S", "experiment=quick", "-S", "split.seed=1,2", "evaluate@logreg"],
+        repo,
+    )
+    run(["dvc", "queue", "start", "-j", "1"], repo)
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        status = run(["dvc", "queue", "status"], repo).stdout
+        if "Queued" not in status and "Running" not in status:
+            break
+        time.sleep(3)
+    assert status.count("Success") == 2, status
+    shown = json.loads(run(["dvc", "exp", "show", "--json"], repo).stdout)
+    seeds = set()
+    for commit in shown:
+        for exp in commit.get("experiments") or []:
+            for rev in exp["revs"]:
+                seeds.add(rev["data"]["params"]["params.yaml"]["data"]["split"]["seed"])
+    assert {1, 2} <= seeds
+
+
+def test_ddp_on_two_cpu_processes(repo: Path, tmp_path: Path) -> None:
+    params = tmp_path / "ddp.yaml"
+    run(
+        [
+            "python",
+            "-m",
+            "pipelines.compose",
+            "--output",
+            str(params),
+            "experiment=quick",
+            "trainer=ddp",
+            "trainer.accelerator=cpu",
+            "trainer.devices=2",
+            "trainer.precision=32-true",
+        ],
+        repo,
+    )
+    out = tmp_path / "ddp-model"
+    proc = run(
+        [
+            "python",
+            "-m",
+            "pipelines.train",
+            "--model",
+            "tabular_nn",
+            "--params",
+            str(params),
+            "--out",
+            str(out),
+            "--logs",
+            str(tmp_path / "logs"),
+            "--checkpoints",
+            str(tmp_path / "ckpt"),
+        ],
+        repo,
+    )
+    info = json.loads((out / "predictor.json").read_text())["info"]
+    assert info["trainer"]["strategy"] == "ddp" and info["trainer"]["devices"] == 2
+    assert info["best_val_auroc"] > 0.6  # 3 epochs on 10% of the data, split over 2 ranks (chance = 0.5)
+    assert proc.stdout.count("[train] tabular_nn:") == 1  # only rank 0 exports
