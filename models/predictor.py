@@ -10,16 +10,17 @@ from __future__ import annotations
 import json
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import joblib
 import numpy as np
 import pandas as pd
-import torch
 
 from models.calibration import ScoreCalibrator
 from models.features import FeatureSpec
-from models.tabular import TabularEncoder, TabularMLP
+
+if TYPE_CHECKING:  # torch and Lightning load only when a torch artifact is used (about 3 s and 300 MiB)
+    from models.tabular import TabularEncoder, TabularMLP
 
 MANIFEST = "predictor.json"
 
@@ -97,17 +98,25 @@ class TorchTabularPredictor(Predictor):
         self.architecture = architecture
 
     def predict_proba(self, data: pd.DataFrame) -> np.ndarray:
+        import torch
+
         cat, num = self.encoder.transform(self.features.frame(data))
         with torch.inference_mode():
             return torch.sigmoid(self.net(cat, num)).double().numpy()
 
     def save_files(self, folder: Path) -> None:
+        import torch
+
         torch.save(self.net.state_dict(), folder / "net.pt")
         (folder / "architecture.json").write_text(json.dumps(self.architecture, indent=2) + "\n")
         (folder / "encoder.json").write_text(json.dumps(self.encoder.to_dict(), indent=2) + "\n")
 
     @classmethod
     def load_files(cls, folder: Path, features: FeatureSpec, info: dict[str, Any]) -> TorchTabularPredictor:
+        import torch
+
+        from models.tabular import TabularEncoder, TabularMLP
+
         architecture = json.loads((folder / "architecture.json").read_text())
         net = TabularMLP(**architecture)
         net.load_state_dict(torch.load(folder / "net.pt", map_location="cpu", weights_only=True))
