@@ -14,7 +14,8 @@ export BENTOML_DO_NOT_TRACK := True
 export DVC_NO_ANALYTICS := 1
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help venv params pipeline repro test lint typecheck bench lock clean
+.PHONY: help venv params pipeline repro serve test lint typecheck bench lock clean
+PORT ?= 3000
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -36,6 +37,11 @@ pipeline: params ## set up and run the whole DVC pipeline
 
 repro: $(STAMP) ## dvc repro without recomposing params.yaml
 	$(BIN)/dvc repro
+
+serve: $(STAMP) ## serve the packaged champion (and challenger) on 127.0.0.1:$(PORT)
+	@test -f artifacts/serving/serving.json || $(BIN)/dvc repro package
+	BENTOML_HOME=$(CURDIR)/artifacts/bentoml ADULT_PREDICTION_LOG_DIR=$(CURDIR)/logs/predictions \
+	  $(BIN)/bentoml serve adult-income:latest --host 127.0.0.1 --port $(PORT)
 
 lint: $(STAMP) ## ruff and mypy
 	$(BIN)/ruff check .

@@ -42,3 +42,15 @@ def adult_tables(dataset: DatasetConfig) -> dict[str, pd.DataFrame]:
     from pipelines.ingest import ingest_file
 
     return {key: ingest_file(dataset, key)[0] for key in dataset.files}
+
+
+@pytest.fixture(scope="session")
+def quick_repo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """A copy of the repository after `dvc exp run -S experiment=quick` (every stage, on a 10% sample).
+
+    Shared by the model-pipeline and service tests; they copy it before changing anything. Returns the path and
+    the stdout of the run.
+    """
+    repo = copy_repo(tmp_path_factory.mktemp("quick"))
+    proc = run(["dvc", "exp", "run", "-S", "experiment=quick"], repo)
+    return repo, proc.stdout

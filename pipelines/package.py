@@ -1,0 +1,236 @@
+"""Stage ``package``: put the champion and the challenger into the BentoML model store and build the bento.
+
+Reads ``serving`` (routing, input policy, batching, log), ``dataset`` (the contract the input schema mirrors),
+``features`` and the promoted artifacts in ``artifacts/champion`` and ``artifacts/challenger``. Writes, under a
+project-local BentoML home (``artifacts/bentoml``): one model per role, tagged ``adult-<name>:<version>`` with
+the release metadata and every file's sha256, and the bento ``adult-income`` with its Dockerfile. Also writes
+``artifacts/serving/serving.json`` (the spec the service reads) and ``reports/package.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pipelines.core.config import DatasetConfig, load_params, section
+from pipelines.core.errors import PipelineError, stage_main
+from pipelines.core.io import atomic_dir, read_json, write_json_atomic
+from pipelines.core.render import render
+from pipelines.core.workspace import ROOT
+
+SERVICE_NAME = "adult-income"
+RUNTIME_PACKAGES = [
+    "scikit-learn",
+    "pandas",
+    "numpy",
+    "scipy",
+    "joblib",
+    "pyarrow",
+    "fairlearn",
+    "narwhals",
+    "torch",
+    "pydantic",
+    "pyyaml",
+]
+
+
+def input_fields(dataset: DatasetConfig, features: dict[str, Any]) -> list[dict[str, Any]]:
+    """One entry per model input, with the contract's type, range, categories and nullability."""
+    fields = []
+    for name in [*features["categorical"], *features["numeric"]]:
+        rule = dataset.contract.columns.get(name)
+        kind = dataset.columns[name]
+        fields.append(
+            {
+                "name": name,
+                "type": kind,
+                "min": rule.min if rule else None,
+                "max": rule.max if rule else None,
+                "categories": rule.categories if rule else None,
+                "nullable": bool(rule and rule.max_missing_fraction > 0),
+            }
+        )
+    return fields
+
+
+def pins(lock: Path, names: list[str]) -> list[str]:
+    """``name==version`` for each runtime package, from requirements.lock (the versions the tests ran)."""
+    found: dict[str, str] = {}
+    for line in lock.read_text().splitlines():
+        if "==" in line and not line.startswith("#"):
+            name, version = line.split("==", 1)
+            found[name.strip().lower()] = version.strip()
+    missing = [n for n in names if n not in found]
+    if missing:
+        raise PipelineError(f"{lock} does not pin {missing}, which the service needs")
+    return [f"{n}=={found[n]}" for n in names]
+
+
+def release(folder: Path) -> dict[str, Any] | None:
+    path = folder / "release.json"
+    if not path.is_file():
+        raise PipelineError(f"{path} not found: run the select stage first (dvc repro select)")
+    data = read_json(path)
+    return data if data.get("name") else None
+
+
+def model_ref(rel: dict[str, Any]) -> dict[str, Any]:
+    version = rel["version"].removeprefix(rel["name"] + "-")
+    return {
+        "tag": f"adult-{rel['name'].replace('_', '-')}:{version}",
+        "name": rel["name"],
+        "version": rel["version"],
+        "files": rel["files"],
+    }
+
+
+def store_model(ref: dict[str, Any], role: str, rel: dict[str, Any], source: Path) -> None:
+    """Save the artifact's files as a BentoML model (BENTOML_HOME must already point at the target store)."""
+    import bentoml
+
+    metadata = {
+        "release_version": rel["version"],
+        "git_commit": rel["git"]["commit"],
+        "params_hash": rel["params_hash"],
+        "roc_auc": rel["metrics"]["roc_auc"]["value"],
+        "files": json.dumps(rel["files"], sort_keys=True),
+    }
+    labels = {"role": role, "candidate": rel["name"], "kind": rel.get("kind") or "candidate"}
+    with bentoml.models.create(ref["tag"], labels=labels, metadata=metadata) as model:
+        for name in [*rel["files"], "predictor.json", "release.json"]:
+            shutil.copy2(source / name, Path(model.path) / name)
+
+
+def build_bento(home: Path, spec: dict[str, Any], git_commit: str) -> str:
+    """Build the bento from a clean context (service and model code, the spec); return its tag."""
+    with tempfile.TemporaryDirectory(prefix="bento-ctx-") as tmp:
+        ctx = Path(tmp)
+        for package in ("services", "models"):
+            for path in (ROOT / package).rglob("*.py"):
+                target = ctx / path.relative_to(ROOT)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(path, target)
+        spec_file = ctx / "services/adult/serving.json"
+        spec_file.write_text(json.dumps(spec, indent=2) + "\n")
+        bentofile = ctx / "bentofile.yaml"
+        bentofile.write_text(
+            render(
+                "bentofile.yaml.j2",
+                ROOT / "services/adult",
+                service_name=SERVICE_NAME,
+                champion=spec["champion"]["tag"],
+                challenger=spec["challenger"]["tag"] if spec["challenger"] else None,
+                git_commit=git_commit,
+                packages=pins(ROOT / "requirements.lock", RUNTIME_PACKAGES),
+            )
+        )
+        env = dict(
+            os.environ,
+            BENTOML_HOME=str(home),
+            BENTOML_DO_NOT_TRACK="True",
+            ADULT_SERVING_CONFIG=str(spec_file),
+            PYTHONPATH=str(ctx),
+        )
+        bentoml_cli = Path(sys.executable).parent / "bentoml"
+        proc = subprocess.run(
+            [str(bentoml_cli), "build", "-f", str(bentofile), str(ctx), "--output", "tag"],
+            cwd=ctx,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        if proc.returncode != 0:
+            raise PipelineError(f"bentoml build failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+        tag = proc.stdout.strip().splitlines()[-1].strip()
+        return tag.removeprefix("__tag__:")
+
+
+@stage_main("package")
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--artifacts", type=Path, default=Path("artifacts"))
+    parser.add_argument("--home", type=Path, default=Path("artifacts/bentoml"))
+    parser.add_argument("--spec", type=Path, default=Path("artifacts/serving/serving.json"))
+    parser.add_argument("--report", type=Path, default=Path("reports/package.json"))
+    args = parser.parse_args(argv)
+    params = load_params(args.params)
+    dataset = section(params, "dataset", DatasetConfig)
+    serving = params["serving"]
+    champion = release(args.artifacts / "champion")
+    if champion is None:
+        raise PipelineError("artifacts/champion has no model: nothing to package")
+    challenger = release(args.artifacts / "challenger")
+    if serving["batching"]["max_batch_size"] < serving["input"]["max_batch_records"]:
+        raise PipelineError(
+            f"serving.batching.max_batch_size ({serving['batching']['max_batch_size']}) is smaller than "
+            f"serving.input.max_batch_records ({serving['input']['max_batch_records']}): BentoML would shed the "
+            "largest allowed requests with 503"
+        )
+    labels = {str(v): k for k, v in dataset.target.labels.items()}
+    spec = {
+        "service_name": SERVICE_NAME,
+        "champion": model_ref(champion),
+        "challenger": model_ref(challenger) if challenger else None,
+        "routing": serving["routing"],
+        "input": {**serving["input"], "fields": input_fields(dataset, params["features"])},
+        "decision_threshold": serving["decision_threshold"],
+        "labels": labels,
+        "batching": serving["batching"],
+        "workers": serving["workers"],
+        "threads": serving["threads"],
+        "prediction_log": serving["prediction_log"],
+        "port": serving["port"],
+    }
+    from services.adult.spec import ServingSpec
+
+    ServingSpec.model_validate(spec)  # the service must accept what we package
+    home = args.home.resolve()
+    with atomic_dir(home) as staging:
+        os.environ["BENTOML_HOME"] = str(staging)
+        os.environ["BENTOML_DO_NOT_TRACK"] = "True"
+        store_model(spec["champion"], "champion", champion, args.artifacts / "champion")
+        if challenger:
+            store_model(spec["challenger"], "challenger", challenger, args.artifacts / "challenger")
+        bento_tag = build_bento(staging, spec, champion["git"]["commit"])
+        name, version = bento_tag.split(":")
+        bento_dir = staging / "bentos" / name / version
+        dockerfile = bento_dir / "env/docker/Dockerfile"
+        if not dockerfile.is_file():
+            raise PipelineError(f"the bento {bento_tag} has no env/docker/Dockerfile")
+        size = sum(p.stat().st_size for p in bento_dir.rglob("*") if p.is_file())
+        bento_yaml = yaml.safe_load((bento_dir / "bento.yaml").read_text())
+    write_json_atomic(args.spec, spec)
+    write_json_atomic(
+        args.report,
+        {
+            "bento": bento_tag,
+            "service": SERVICE_NAME,
+            "champion": spec["champion"]["tag"],
+            "challenger": spec["challenger"]["tag"] if challenger else None,
+            "routing": serving["routing"]["mode"],
+            "challenger_weight": serving["routing"]["challenger_weight"],
+            "dockerfile": "env/docker/Dockerfile",
+            "bento_bytes": size,
+            "models_in_bento": sorted(
+                m["tag"] for svc in bento_yaml.get("services", []) for m in svc.get("models", [])
+            ),
+        },
+    )
+    print(
+        f"[package] {spec['champion']['tag']} (champion), "
+        f"{spec['challenger']['tag'] if challenger else 'no challenger'}; bento {bento_tag} with Dockerfile"
+    )
+
+
+if __name__ == "__main__":
+    main()

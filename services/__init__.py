@@ -1,0 +1,1 @@
+"""Model services. ``services.adult`` is the BentoML service for the Adult income champion and challenger."""

@@ -1,0 +1,88 @@
+"""Request and response models, generated from the input fields the data contract allows.
+
+Every feature is required (nullable ones accept an explicit null); unexpected fields, wrong types and values out
+of range are 400s with field-level details. An unknown category is a 400 under ``unknown_category: reject`` or
+becomes null (missing, which every model handles) under ``unknown``.
+"""
+
+from typing import Annotated, Any, Literal
+
+from _bentoml_sdk.io_models import IODescriptor
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
+
+from services.adult.spec import InputPolicy
+
+UNKNOWN_SEEN: dict[str, int] = {}  # field -> count of unknown categories mapped to null (read by the service)
+
+
+def _category_validator(name: str, allowed: list[str], policy: str) -> Any:
+    allowed_set = frozenset(allowed)
+
+    def check(cls: type, value: str | None) -> str | None:
+        if value is None or value in allowed_set:
+            return value
+        if policy == "unknown":
+            UNKNOWN_SEEN[name] = UNKNOWN_SEEN.get(name, 0) + 1
+            return None
+        shown = ", ".join(allowed[:12]) + (", ..." if len(allowed) > 12 else "")
+        raise ValueError(f"unknown category {value!r}; allowed: {shown}")
+
+    return field_validator(name)(classmethod(check))
+
+
+def record_model(
+    policy: InputPolicy, name: str = "Record", extra: dict[str, Any] | None = None
+) -> type[BaseModel]:
+    """A pydantic model with one field per feature, typed and bounded as the contract says."""
+    fields: dict[str, Any] = {}
+    validators: dict[str, Any] = {}
+    for f in policy.fields:
+        if f.type == "category":
+            base: Any = str
+        else:
+            base = Annotated[int if f.type == "int" else float, Field(ge=f.min, le=f.max)]
+        annotation = base | None if f.nullable else base
+        extra_schema: dict[str, Any] | None = {"enum": list(f.categories)} if f.categories else None
+        description = f.type + (" (nullable: send null when unknown)" if f.nullable else "")
+        fields[f.name] = (annotation, Field(..., description=description, json_schema_extra=extra_schema))
+        if f.categories is not None:
+            validators[f"check_{f.name}"] = _category_validator(f.name, f.categories, policy.unknown_category)
+    for key, value in (extra or {}).items():
+        fields[key] = value
+    return create_model(name, __config__=ConfigDict(extra="forbid"), __validators__=validators, **fields)
+
+
+class Prediction(BaseModel):
+    """One answer: the score, the decision at the gated threshold, and which model version gave it."""
+
+    request_id: str
+    score: float
+    decision: int
+    label: str
+    threshold: float
+    model: str
+    version: str
+    role: Literal["champion", "challenger"]
+    fallback: str | None = None
+
+
+def request_models(
+    policy: InputPolicy,
+) -> tuple[type[BaseModel], type[BaseModel], type[IODescriptor], type[IODescriptor]]:
+    """Record, BatchRecord (a record with an optional routing_key), and the two endpoints' input specs."""
+    record_cls = record_model(policy)
+    batch_cls = record_model(
+        policy, "BatchRecord", {"routing_key": (str | None, Field(None, description="sticky routing key"))}
+    )
+    limit = policy.max_batch_records
+
+    class PredictInput(IODescriptor):
+        model_config = ConfigDict(extra="forbid")
+        record: record_cls  # type: ignore[valid-type]
+        key: str | None = Field(None, description="sticky routing key: the same key, the same model")
+
+    class BatchInput(IODescriptor):
+        model_config = ConfigDict(extra="forbid")
+        records: Annotated[list[batch_cls], Field(min_length=1, max_length=limit)]  # type: ignore[valid-type]
+
+    return record_cls, batch_cls, PredictInput, BatchInput

@@ -1,0 +1,295 @@
+"""The BentoML service for the Adult income model: the champion answers, the challenger takes a canary share or
+a shadow copy, every answer names the model version, and bad input is a 400 with field-level errors.
+
+Endpoints: POST /predict (one record), POST /predict_batch (a list of records; adaptive batching merges
+concurrent requests), GET /livez, /readyz (ready only when every model loaded and matched its sha256),
+/metrics (Prometheus). Configuration: the serving spec written by the `package` stage (services/adult/spec.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import bentoml
+import numpy as np
+import pandas as pd
+from bentoml.exceptions import ServiceUnavailable
+
+from models.predictor import ArtifactError, Predictor, load_predictor, sha256_file
+from services.adult import schema
+from services.adult.predlog import PredictionLogger
+from services.adult.routing import Role, Router
+from services.adult.spec import ModelRef, load_spec
+
+logger = logging.getLogger("bentoml.adult")
+SPEC = load_spec()
+Record, BatchRecord, PredictInput, BatchInput = schema.request_models(SPEC.input)
+FEATURES = [f.name for f in SPEC.input.fields]
+
+PREDICTIONS = bentoml.metrics.Counter(
+    name="adult_predictions",
+    documentation="Rows scored, by the model version that answered and its decision",
+    labelnames=["model", "version", "role", "decision"],
+)
+MODEL_REQUESTS = bentoml.metrics.Counter(
+    name="adult_model_requests",
+    documentation="Calls to a model version (a call scores one or more rows)",
+    labelnames=["model", "version", "role"],
+)
+MODEL_LATENCY = bentoml.metrics.Histogram(
+    name="adult_model_latency_seconds",
+    documentation="Time inside a model version's predict call",
+    labelnames=["model", "version"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
+FALLBACKS = bentoml.metrics.Counter(
+    name="adult_fallbacks",
+    documentation="Rows the champion answered because the challenger failed or was slow",
+    labelnames=["reason"],
+)
+SHADOW = bentoml.metrics.Counter(
+    name="adult_shadow_predictions",
+    documentation="Shadow copies scored by the challenger, by outcome",
+    labelnames=["model", "version", "outcome"],
+)
+UNKNOWN = bentoml.metrics.Counter(
+    name="adult_unknown_categories",
+    documentation="Unknown categories mapped to missing (policy: unknown)",
+    labelnames=["field"],
+)
+READY = bentoml.metrics.Gauge(
+    name="adult_model_ready",
+    documentation="1 when the model version loaded and matched its checksums",
+    labelnames=["model", "version", "role"],
+)
+
+
+class ChallengerFault(RuntimeError):
+    """Raised by fault injection (routing.fault_injection) to exercise the fallback."""
+
+
+def verify(ref: ModelRef, folder: Path) -> None:
+    """Every file the release recorded must be present with the same sha256."""
+    for name, expected in ref.files.items():
+        path = folder / name
+        if not path.is_file():
+            raise ArtifactError(f"{ref.tag}: {name} is missing")
+        actual = sha256_file(path)
+        if actual != expected:
+            raise ArtifactError(f"{ref.tag}: {name} sha256 {actual} does not match the release's {expected}")
+
+
+@bentoml.service(
+    name=SPEC.service_name,
+    workers=SPEC.workers,
+    threads=SPEC.threads,
+    traffic={"timeout": 30},
+)
+class AdultService:
+    champion_model = bentoml.models.BentoModel(SPEC.champion.tag)
+    challenger_model = bentoml.models.BentoModel(SPEC.challenger.tag) if SPEC.challenger else None
+
+    def __init__(self) -> None:
+        self.models: dict[Role, Predictor] = {}
+        self.refs: dict[Role, ModelRef] = {"champion": SPEC.champion}
+        if SPEC.challenger is not None:
+            self.refs["challenger"] = SPEC.challenger
+        self.problems: list[str] = []
+        stores = {"champion": self.champion_model, "challenger": self.challenger_model}
+        for role, ref in self.refs.items():
+            try:
+                folder = Path(stores[role].path)
+                verify(ref, folder)
+                self.models[role] = load_predictor(folder)
+                READY.labels(model=ref.name, version=ref.version, role=role).set(1)
+                logger.info("loaded %s %s (%s), checksums verified", role, ref.tag, ref.version)
+            except Exception as err:  # any load failure means "not ready", never a crash
+                READY.labels(model=ref.name, version=ref.version, role=role).set(0)
+                self.problems.append(f"{role} {ref.tag}: {err}")
+                logger.error("NOT READY: %s model %s failed to load or verify: %s", role, ref.tag, err)
+        self.router = Router(SPEC.routing, "challenger" in self.refs)
+        self.pool = ThreadPoolExecutor(max_workers=max(2, SPEC.threads), thread_name_prefix="challenger")
+        self.rng = random.Random()
+        self.fault = SPEC.routing.fault_injection
+        worker = str(getattr(bentoml.server_context, "worker_index", None) or os.getpid())
+        log_cfg = SPEC.prediction_log
+        if os.environ.get("ADULT_PREDICTION_LOG_DIR"):  # e.g. a mounted volume; relative paths follow the cwd
+            log_cfg = log_cfg.model_copy(update={"dir": os.environ["ADULT_PREDICTION_LOG_DIR"]})
+        self.log = PredictionLogger(log_cfg, worker)
+        self.labels = {int(k): v for k, v in SPEC.labels.items()}
+        self._unknown_seen: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def __is_ready__(self) -> bool:
+        return not self.problems and "champion" in self.models
+
+    # -- scoring ---------------------------------------------------------------------------------------------
+
+    def _call(self, role: Role, frame: pd.DataFrame) -> np.ndarray:
+        ref = self.refs[role]
+        start = time.perf_counter()
+        scores = self.models[role].predict_proba(frame)
+        MODEL_LATENCY.labels(model=ref.name, version=ref.version).observe(time.perf_counter() - start)
+        MODEL_REQUESTS.labels(model=ref.name, version=ref.version, role=role).inc()
+        return scores
+
+    def _challenger(self, frame: pd.DataFrame) -> np.ndarray:
+        if self.fault.challenger_delay_ms:
+            time.sleep(self.fault.challenger_delay_ms / 1000)
+        if self.fault.challenger_error_rate and self.rng.random() < self.fault.challenger_error_rate:
+            raise ChallengerFault("injected challenger fault (routing.fault_injection)")
+        return self._call("challenger", frame)
+
+    def _score(
+        self, frame: pd.DataFrame, roles: list[Role]
+    ) -> tuple[np.ndarray, list[Role], list[str | None]]:
+        """Scores per row, the role that answered and the fallback reason (None when the routed model answered)."""
+        roles = list(roles)
+        fallback: list[str | None] = [None] * len(roles)
+        scores = np.empty(len(roles))
+        wanted = np.array([r == "challenger" for r in roles])
+        if wanted.any():
+            rows = np.flatnonzero(wanted)
+            try:
+                future = self.pool.submit(self._challenger, frame.iloc[rows])
+                scores[rows] = future.result(timeout=SPEC.routing.challenger_timeout_ms / 1000)
+            except Exception as err:  # any challenger failure falls back to the champion
+                reason = "timeout" if isinstance(err, FutureTimeout) else "error"
+                FALLBACKS.labels(reason=reason).inc(len(rows))
+                logger.warning(
+                    "challenger %s failed (%s: %s); the champion answers %d row(s)",
+                    self.refs["challenger"].tag,
+                    reason,
+                    err,
+                    len(rows),
+                )
+                for i in rows:
+                    roles[i], fallback[i] = "champion", reason
+        champion_rows = np.flatnonzero([r == "champion" for r in roles])
+        if champion_rows.size:
+            scores[champion_rows] = self._call("champion", frame.iloc[champion_rows])
+        return scores, roles, fallback
+
+    def _shadow(self, frame: pd.DataFrame, request_ids: list[str], features: list[dict[str, Any]]) -> None:
+        ref = self.refs["challenger"]
+
+        def run() -> None:
+            start = time.perf_counter()
+            try:
+                scores = self._challenger(frame)
+            except Exception as err:  # a failing shadow must never affect the answer
+                SHADOW.labels(model=ref.name, version=ref.version, outcome="error").inc(len(frame))
+                logger.warning("shadow challenger %s failed: %s", ref.tag, err)
+                return
+            ms = (time.perf_counter() - start) * 1000
+            SHADOW.labels(model=ref.name, version=ref.version, outcome="ok").inc(len(frame))
+            for rid, score, feats in zip(request_ids, scores, features, strict=True):
+                self._record(rid, "challenger", float(score), ms, None, feats, shadow=True)
+
+        self.pool.submit(run)
+
+    def _record(
+        self,
+        rid: str,
+        role: Role,
+        score: float,
+        ms: float,
+        fallback: str | None,
+        features: dict[str, Any],
+        shadow: bool = False,
+    ) -> schema.Prediction:
+        ref = self.refs[role]
+        decision = int(score >= SPEC.decision_threshold)
+        if not shadow:
+            PREDICTIONS.labels(model=ref.name, version=ref.version, role=role, decision=str(decision)).inc()
+        self.log.write(
+            {
+                "request_id": rid,
+                "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
+                "model": ref.name,
+                "version": ref.version,
+                "role": role,
+                "shadow": shadow,
+                "score": round(score, 6),
+                "decision": decision,
+                "latency_ms": round(ms, 3),
+                "fallback": fallback,
+                "features": features,
+            }
+        )
+        return schema.Prediction(
+            request_id=rid,
+            score=score,
+            decision=decision,
+            label=self.labels[decision],
+            threshold=SPEC.decision_threshold,
+            model=ref.name,
+            version=ref.version,
+            role=role,
+            fallback=fallback,
+        )
+
+    def _predict(
+        self, rows: list[dict[str, Any]], keys: list[str | None], ids: list[str]
+    ) -> list[schema.Prediction]:
+        if not self.__is_ready__():
+            raise ServiceUnavailable("model not ready: " + "; ".join(self.problems))
+        self._count_unknown()
+        start = time.perf_counter()
+        frame = pd.DataFrame(rows, columns=FEATURES)
+        roles = [self.router.choose(k) for k in keys]
+        scores, answered, fallback = self._score(frame, roles)
+        ms = (time.perf_counter() - start) * 1000
+        out = [
+            self._record(i, r, float(s), ms, f, row)
+            for i, r, s, f, row in zip(ids, answered, scores, fallback, rows, strict=True)
+        ]
+        if self.router.shadow:
+            self._shadow(frame, ids, rows)
+        return out
+
+    def _count_unknown(self) -> None:
+        with self._lock:
+            for field, total in schema.UNKNOWN_SEEN.items():
+                new = total - self._unknown_seen.get(field, 0)
+                if new > 0:
+                    UNKNOWN.labels(field=field).inc(new)
+                    self._unknown_seen[field] = total
+
+    # -- endpoints -------------------------------------------------------------------------------------------
+
+    @bentoml.api(input_spec=PredictInput)
+    def predict(
+        self,
+        record: Record,  # type: ignore[valid-type]
+        ctx: bentoml.Context,
+        key: str | None = None,
+    ) -> schema.Prediction:
+        """Score one record. `key` makes routing sticky; the response names the model version that answered."""
+        rid = ctx.request.headers.get("x-request-id") or uuid.uuid4().hex
+        [answer] = self._predict([record.model_dump()], [key], [rid])  # type: ignore[attr-defined]
+        ctx.response.headers["X-Model-Version"] = answer.version
+        ctx.response.headers["X-Request-ID"] = rid
+        return answer
+
+    @bentoml.api(
+        input_spec=BatchInput,
+        batchable=True,
+        max_batch_size=SPEC.batching.max_batch_size,
+        max_latency_ms=SPEC.batching.max_latency_ms,
+    )
+    def predict_batch(self, records: list[BatchRecord]) -> list[schema.Prediction]:  # type: ignore[valid-type]
+        """Score a list of records (at most input.max_batch_records per request); each may carry a routing_key."""
+        rows = [r.model_dump() for r in records]  # type: ignore[attr-defined]
+        keys = [row.pop("routing_key") for row in rows]
+        return self._predict(rows, keys, [uuid.uuid4().hex for _ in rows])

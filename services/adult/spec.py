@@ -1,0 +1,97 @@
+"""The serving spec: what the `package` stage wrote to serving.json (models, routing, input schema, log)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+ENV = "ADULT_SERVING_CONFIG"
+HERE = Path(__file__).resolve().parent
+DEFAULT_PATHS = (HERE / "serving.json", Path("artifacts/serving/serving.json"))
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelRef(Strict):
+    tag: str  # BentoML model tag, name:version
+    name: str
+    version: str
+    files: dict[str, str]  # file name -> sha256, from release.json
+
+
+class FaultInjection(Strict):
+    challenger_error_rate: float = Field(0.0, ge=0.0, le=1.0)
+    challenger_delay_ms: int = Field(0, ge=0)
+
+
+class Routing(Strict):
+    mode: Literal["canary", "shadow", "champion_only"]
+    challenger_weight: float = Field(ge=0.0, le=1.0)
+    salt: str
+    challenger_timeout_ms: int = Field(gt=0)
+    fault_injection: FaultInjection = FaultInjection()
+
+
+class Field_(Strict):
+    name: str
+    type: Literal["int", "float", "category"]
+    min: float | None = None
+    max: float | None = None
+    categories: list[str] | None = None
+    nullable: bool = False
+
+
+class InputPolicy(Strict):
+    unknown_category: Literal["reject", "unknown"]
+    max_batch_records: int = Field(ge=1)
+    fields: list[Field_]
+
+
+class Batching(Strict):
+    max_batch_size: int = Field(ge=1)
+    max_latency_ms: int = Field(ge=1)
+
+
+class PredictionLog(Strict):
+    enabled: bool
+    dir: str
+    max_bytes: int = Field(ge=1024)
+    backup_count: int = Field(ge=0)
+    fields: list[str]
+    redact: list[str] = Field(default_factory=list)
+
+
+class ServingSpec(Strict):
+    service_name: str
+    champion: ModelRef
+    challenger: ModelRef | None
+    routing: Routing
+    input: InputPolicy
+    decision_threshold: float = Field(gt=0.0, lt=1.0)
+    labels: dict[str, str]  # "0"/"1" -> the raw label
+    batching: Batching
+    workers: int = Field(ge=1)
+    threads: int = Field(ge=1)
+    prediction_log: PredictionLog
+    port: int
+
+
+def spec_path() -> Path:
+    """$ADULT_SERVING_CONFIG, else serving.json beside this module (in a bento), else artifacts/serving/."""
+    if os.environ.get(ENV):
+        return Path(os.environ[ENV])
+    for path in DEFAULT_PATHS:
+        if path.is_file():
+            return path
+    raise FileNotFoundError(f"no serving spec: set {ENV} or run the package stage (dvc repro package)")
+
+
+def load_spec(path: Path | None = None) -> ServingSpec:
+    data: dict[str, Any] = json.loads((path or spec_path()).read_text(encoding="utf-8"))
+    return ServingSpec.model_validate(data)
