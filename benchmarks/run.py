@@ -16,7 +16,7 @@ from pipelines.core.render import render
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
-SUITES = ["pipeline", "training"]
+SUITES = ["pipeline", "training", "serving"]
 
 
 def extras(suite: str, module: Any, result: dict[str, Any]) -> dict[str, Any]:

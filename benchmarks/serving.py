@@ -1,0 +1,245 @@
+"""Suite `serving`: the BentoML service against the in-process floor and a minimal Starlette/uvicorn app.
+
+All three serve the packaged champion. The BentoML service runs the built bento (`bentoml serve`, one worker,
+champion-only routing so every request hits the same model as the others); the plain app is
+`benchmarks/plain_app.py` under uvicorn (one worker). The floor is `predict_proba` on a one-row frame in this
+process. Sequential latency: one client, one request at a time. Concurrency: N asyncio clients (httpx, one
+connection each) send single-record requests back to back for a fixed count; "batched" posts each record to
+/predict_batch, where BentoML's adaptive batching merges concurrent requests; "unbatched" posts to /predict.
+Each configuration runs once per repeat; the tables show medians over the repeats. RSS is the resident memory of each server worker
+process after the load. Client and servers share this machine's cores.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pandas as pd
+import psutil
+
+from models.predictor import load_predictor
+from pipelines.core.workspace import ROOT, tool_env
+
+LEVELS = (1, 8, 32)
+REQUESTS_PER_CLIENT = {1: 200, 8: 60, 32: 25}
+SEQUENTIAL = 300
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Proc:
+    def __init__(self, cmd: list[str], env: dict[str, str], url: str, log: Path) -> None:
+        self.url = url
+        self.proc = subprocess.Popen(
+            cmd, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True, cwd=ROOT
+        )
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(url + "/livez", timeout=2).status_code == 200 and self._ready():
+                    return
+            except httpx.TransportError:
+                pass
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{cmd[0]} exited:\n{log.read_text()[-3000:]}")
+            time.sleep(0.3)
+        raise RuntimeError(f"{' '.join(cmd)} did not start:\n{log.read_text()[-3000:]}")
+
+    def _ready(self) -> bool:
+        try:
+            return httpx.get(self.url + "/readyz", timeout=2).status_code in (200, 404)
+        except httpx.TransportError:
+            return False
+
+    def worker_rss_mib(self) -> list[float]:
+        """RSS of the processes that serve requests (the leaves of the process tree)."""
+        root = psutil.Process(self.proc.pid)
+        procs = [root, *root.children(recursive=True)]
+        leaves = [p for p in procs if not p.children()] or [root]
+        return [p.memory_info().rss / 2**20 for p in leaves]
+
+    def stop(self) -> None:
+        try:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.wait(timeout=20)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+async def load(url: str, path: str, payloads: list[Any], clients: int, per_client: int) -> dict[str, Any]:
+    latencies: list[float] = []
+    errors = 0
+
+    async def client(i: int) -> None:
+        nonlocal errors
+        async with httpx.AsyncClient(
+            base_url=url, timeout=60, limits=httpx.Limits(max_connections=1)
+        ) as http:
+            for j in range(per_client):
+                body = payloads[(i * per_client + j) % len(payloads)]
+                start = time.perf_counter()
+                try:
+                    response = await http.post(path, json=body)
+                    ok = response.status_code == 200
+                except httpx.HTTPError:
+                    ok = False
+                latencies.append(time.perf_counter() - start)
+                errors += not ok
+
+    start = time.perf_counter()
+    await asyncio.gather(*(client(i) for i in range(clients)))
+    elapsed = time.perf_counter() - start
+    ms = [x * 1000 for x in latencies]
+    return {
+        "requests": len(ms),
+        "errors": errors,
+        "throughput": len(ms) / elapsed,
+        "p50_ms": pct(ms, 50),
+        "p95_ms": pct(ms, 95),
+        "p99_ms": pct(ms, 99),
+    }
+
+
+def sequential(call: Callable[[int], None], n: int) -> dict[str, float]:
+    for i in range(20):
+        call(i)
+    times = []
+    for i in range(n):
+        start = time.perf_counter()
+        call(i)
+        times.append((time.perf_counter() - start) * 1000)
+    return {"p50_ms": pct(times, 50), "p95_ms": pct(times, 95), "p99_ms": pct(times, 99)}
+
+
+def med(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    return {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+
+
+def run(repeats: int) -> dict[str, Any]:
+    subprocess.run(
+        [str(Path(sys.executable).parent / "dvc"), "repro", "package"],
+        cwd=ROOT,
+        env=tool_env(),
+        check=True,
+        capture_output=True,
+    )
+    spec = json.loads((ROOT / "artifacts/serving/serving.json").read_text())
+    home = ROOT / "artifacts/bentoml"
+    name, version = spec["champion"]["tag"].split(":")
+    model_dir = home / "models" / name / version
+    test = pd.read_parquet(ROOT / "data/processed/test.parquet")
+    fields = [f["name"] for f in spec["input"]["fields"]]
+    frame = test[fields].head(500)
+    rows = json.loads(frame.astype(object).where(frame.notna(), None).to_json(orient="records"))
+    predictor = load_predictor(model_dir)
+    frames = [frame.iloc[[i]] for i in range(len(frame))]
+
+    result: dict[str, Any] = {"champion": spec["champion"]["tag"], "repeats": repeats}
+    result["floor"] = sequential(lambda i: predictor.predict_proba(frames[i % len(frames)]), SEQUENTIAL)
+
+    with tempfile.TemporaryDirectory(prefix="bench-serving-") as tmp:
+        tmpdir = Path(tmp)
+        bento_spec = {**spec, "workers": 1, "routing": {**spec["routing"], "mode": "champion_only"}}
+        (tmpdir / "serving.json").write_text(json.dumps(bento_spec))
+        bento_port, plain_port = free_port(), free_port()
+        bento = Proc(
+            [
+                str(Path(sys.executable).parent / "bentoml"),
+                "serve",
+                "adult-income:latest",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(bento_port),
+            ],
+            tool_env(
+                BENTOML_HOME=str(home),
+                ADULT_SERVING_CONFIG=str(tmpdir / "serving.json"),
+                ADULT_PREDICTION_LOG_DIR=str(tmpdir / "predictions"),
+            ),
+            f"http://127.0.0.1:{bento_port}",
+            tmpdir / "bento.log",
+        )
+        plain = Proc(
+            [
+                str(Path(sys.executable).parent / "uvicorn"),
+                "benchmarks.plain_app:app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(plain_port),
+                "--workers",
+                "1",
+                "--log-level",
+                "warning",
+            ],
+            tool_env(ADULT_MODEL_DIR=str(model_dir)),
+            f"http://127.0.0.1:{plain_port}",
+            tmpdir / "plain.log",
+        )
+        try:
+            targets = {
+                "bentoml /predict": (bento.url, "/predict", [{"record": r} for r in rows]),
+                "bentoml /predict_batch (adaptive)": (
+                    bento.url,
+                    "/predict_batch",
+                    [{"records": [r]} for r in rows],
+                ),
+                "plain Starlette /predict": (plain.url, "/predict", [{"record": r} for r in rows]),
+            }
+            seq: dict[str, list[dict[str, float]]] = {k: [] for k in targets}
+            conc: dict[str, dict[int, list[dict[str, Any]]]] = {k: {c: [] for c in LEVELS} for k in targets}
+            for _ in range(repeats):
+                for label, (url, path, payloads) in targets.items():
+                    with httpx.Client(base_url=url, timeout=60) as http:
+                        seq[label].append(
+                            sequential(
+                                lambda i, h=http, p=path, b=payloads: h.post(p, json=b[i % len(b)]),
+                                SEQUENTIAL // 2,
+                            )
+                        )
+                    for clients in LEVELS:
+                        conc[label][clients].append(
+                            asyncio.run(load(url, path, payloads, clients, REQUESTS_PER_CLIENT[clients]))
+                        )
+            result["sequential"] = {k: med(v) for k, v in seq.items()}
+            result["concurrent"] = {k: {c: med(v) for c, v in levels.items()} for k, levels in conc.items()}
+            result["rss_mib"] = {
+                "bentoml worker": max(bento.worker_rss_mib()),
+                "plain uvicorn": max(plain.worker_rss_mib()),
+            }
+        finally:
+            bento.stop()
+            plain.stop()
+    s, c = result["sequential"], result["concurrent"]
+    result["ratios"] = {
+        "bentoml_p50_over_plain_p50": s["bentoml /predict"]["p50_ms"]
+        / s["plain Starlette /predict"]["p50_ms"],
+        "bentoml_p50_over_floor_p50": s["bentoml /predict"]["p50_ms"] / result["floor"]["p50_ms"],
+        "batched_over_unbatched_throughput_32": c["bentoml /predict_batch (adaptive)"][32]["throughput"]
+        / c["bentoml /predict"][32]["throughput"],
+        "errors": sum(r["errors"] for levels in c.values() for r in levels.values()),
+    }
+    return result
