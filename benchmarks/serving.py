@@ -122,7 +122,7 @@ async def load(url: str, path: str, payloads: list[Any], clients: int, per_clien
     }
 
 
-def sequential(call: Callable[[int], None], n: int) -> dict[str, float]:
+def sequential(call: Callable[[int], object], n: int) -> dict[str, float]:
     for i in range(20):
         call(i)
     times = []
@@ -214,12 +214,13 @@ def run(repeats: int) -> dict[str, Any]:
             for _ in range(repeats):
                 for label, (url, path, payloads) in targets.items():
                     with httpx.Client(base_url=url, timeout=60) as http:
-                        seq[label].append(
-                            sequential(
-                                lambda i, h=http, p=path, b=payloads: h.post(p, json=b[i % len(b)]),
-                                SEQUENTIAL // 2,
-                            )
-                        )
+
+                        def call(
+                            i: int, h: httpx.Client = http, p: str = path, b: list[Any] = payloads
+                        ) -> object:
+                            return h.post(p, json=b[i % len(b)])
+
+                        seq[label].append(sequential(call, SEQUENTIAL // 2))
                     for clients in LEVELS:
                         conc[label][clients].append(
                             asyncio.run(load(url, path, payloads, clients, REQUESTS_PER_CLIENT[clients]))
