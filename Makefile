@@ -14,7 +14,7 @@ export BENTOML_DO_NOT_TRACK := True
 export DVC_NO_ANALYTICS := 1
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help venv params pipeline repro serve test lint typecheck bench lock clean
+.PHONY: help venv params pipeline repro serve site docs-serve test lint typecheck bench lock clean
 PORT ?= 3000
 
 help: ## list the targets
@@ -32,8 +32,9 @@ venv: $(STAMP) ## create or refresh .venv from requirements.lock
 params: $(STAMP) ## compose params.yaml from conf/ (Hydra)
 	$(BIN)/python -m pipelines.compose
 
-pipeline: params ## set up and run the whole DVC pipeline
+pipeline: params ## set up and run the whole DVC pipeline, ending with the built site
 	$(BIN)/dvc repro
+	@echo "site: $(CURDIR)/site/build/index.html (make docs-serve to preview)"
 
 repro: $(STAMP) ## dvc repro without recomposing params.yaml
 	$(BIN)/dvc repro
@@ -42,6 +43,12 @@ serve: $(STAMP) ## serve the packaged champion (and challenger) on 127.0.0.1:$(P
 	@test -f artifacts/serving/serving.json || $(BIN)/dvc repro package
 	BENTOML_HOME=$(CURDIR)/artifacts/bentoml ADULT_PREDICTION_LOG_DIR=$(CURDIR)/logs/predictions \
 	  $(BIN)/bentoml serve adult-income:latest --host 127.0.0.1 --port $(PORT)
+
+site: $(STAMP) ## build the documentation site into site/build (runs what it needs)
+	$(BIN)/dvc repro site
+
+docs-serve: site ## preview the site on http://127.0.0.1:8000
+	$(BIN)/mkdocs serve -f reports/site/mkdocs.yml -a 127.0.0.1:8000
 
 lint: $(STAMP) ## ruff and mypy
 	$(BIN)/ruff check .

@@ -115,6 +115,11 @@ def main(argv: list[str] | None = None) -> None:
             raise PipelineError(f"{path} not found: evaluate every model first (dvc repro evaluate@{name})")
         metrics[name] = read_json(path)
     gate = evaluate_gates(metrics, cfg)
+    for name, entry in gate["models"].items():
+        try:
+            entry["version"] = f"{name}-{content_version(read_manifest(args.artifacts / name)['files'])}"
+        except ArtifactError as err:
+            raise PipelineError(f"models.{name}: {err}") from None
     gate["gates"] = {n: g.model_dump() for n, g in cfg.gates.items()}
     write_json_atomic(args.gate, gate)
     write_text_atomic(args.gate.with_suffix(".md"), render("gate.md.j2", gate=gate, gates=gate["gates"]))
