@@ -16,7 +16,7 @@ from pipelines.core.render import render
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
-SUITES = ["pipeline", "training", "serving"]
+SUITES = ["pipeline", "training", "serving", "site"]
 
 
 def extras(suite: str, module: Any, result: dict[str, Any]) -> dict[str, Any]:

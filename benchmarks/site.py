@@ -1,0 +1,66 @@
+"""Suite `site`: time of the report stage and of the site build.
+
+Runs in the repository after `dvc repro site` (so every input exists). Each repeat runs the report stage's
+command into a temporary folder, then `mkdocs build --strict` of that source into another, each as its own
+process; wall time and peak RSS per process. Medians over the repeats.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from benchmarks.measure import Sample, median, run_measured
+from pipelines.core.workspace import ROOT, tool_env
+
+
+def run(repeats: int) -> dict[str, Any]:
+    subprocess.run(
+        [str(Path(sys.executable).parent / "dvc"), "repro", "site"],
+        cwd=ROOT,
+        env=tool_env(),
+        check=True,
+        capture_output=True,
+    )
+    report: list[Sample] = []
+    build: list[Sample] = []
+    pages = 0
+    for _ in range(repeats):
+        with tempfile.TemporaryDirectory(prefix="bench-site-") as tmp:
+            source, out = Path(tmp) / "source", Path(tmp) / "html"
+            report.append(
+                run_measured([sys.executable, "-m", "pipelines.report", "--out", str(source)], ROOT)
+            )
+            build.append(
+                run_measured(
+                    [
+                        str(Path(sys.executable).parent / "mkdocs"),
+                        "build",
+                        "--strict",
+                        "--quiet",
+                        "-f",
+                        str(source / "mkdocs.yml"),
+                        "-d",
+                        str(out),
+                    ],
+                    ROOT,
+                )
+            )
+            pages = sum(1 for _ in out.rglob("*.html"))
+    return {
+        "repeats": repeats,
+        "pages": pages,
+        "report": {
+            "seconds": median([s.seconds for s in report]),
+            "peak_rss_mib": median([s.peak_rss_mib for s in report]),
+            "runs": [round(s.seconds, 2) for s in report],
+        },
+        "build": {
+            "seconds": median([s.seconds for s in build]),
+            "peak_rss_mib": median([s.peak_rss_mib for s in build]),
+            "runs": [round(s.seconds, 2) for s in build],
+        },
+    }
