@@ -42,6 +42,15 @@ def median(values: list[float]) -> float:
     return float(statistics.median(values))
 
 
+def summarize(samples: list[Sample], digits: int = 3) -> dict[str, Any]:
+    """Median seconds and peak RSS over repeated samples, with every run's time."""
+    return {
+        "seconds": median([s.seconds for s in samples]),
+        "peak_rss_mib": median([s.peak_rss_mib for s in samples]),
+        "runs": [round(s.seconds, digits) for s in samples],
+    }
+
+
 def machine() -> dict[str, Any]:
     """What the numbers were measured on."""
     cpu = "unknown"

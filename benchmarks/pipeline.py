@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from benchmarks.measure import Sample, median, run_measured
+from benchmarks.measure import Sample, run_measured, summarize
 from pipelines.core.workspace import ROOT, copy_worktree
 
 STAGES = ["ingest", "validate", "split", "profile"]
@@ -42,22 +42,7 @@ def run(repeats: int) -> dict[str, Any]:
                 per_stage[stage].append(run_measured(["bash", "-c", stages[stage]["cmd"]], repo))
     return {
         "repeats": repeats,
-        "cold_repro": {
-            "seconds": median([s.seconds for s in cold]),
-            "peak_rss_mib": median([s.peak_rss_mib for s in cold]),
-            "runs": [round(s.seconds, 3) for s in cold],
-        },
-        "noop_repro": {
-            "seconds": median([s.seconds for s in noop]),
-            "peak_rss_mib": median([s.peak_rss_mib for s in noop]),
-            "runs": [round(s.seconds, 3) for s in noop],
-        },
-        "stages": {
-            stage: {
-                "seconds": median([s.seconds for s in samples]),
-                "peak_rss_mib": median([s.peak_rss_mib for s in samples]),
-                "runs": [round(s.seconds, 3) for s in samples],
-            }
-            for stage, samples in per_stage.items()
-        },
+        "cold_repro": summarize(cold),
+        "noop_repro": summarize(noop),
+        "stages": {stage: summarize(samples) for stage, samples in per_stage.items()},
     }

@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from benchmarks.measure import Sample, median, run_measured
+from benchmarks.measure import Sample, run_measured, summarize
 from pipelines.core.workspace import ROOT, tool_env
 
 
@@ -53,14 +53,6 @@ def run(repeats: int) -> dict[str, Any]:
     return {
         "repeats": repeats,
         "pages": pages,
-        "report": {
-            "seconds": median([s.seconds for s in report]),
-            "peak_rss_mib": median([s.peak_rss_mib for s in report]),
-            "runs": [round(s.seconds, 2) for s in report],
-        },
-        "build": {
-            "seconds": median([s.seconds for s in build]),
-            "peak_rss_mib": median([s.peak_rss_mib for s in build]),
-            "runs": [round(s.seconds, 2) for s in build],
-        },
+        "report": summarize(report, 2),
+        "build": summarize(build, 2),
     }

@@ -20,7 +20,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from benchmarks.measure import median, run_measured
+from benchmarks.measure import median, run_measured, summarize
 from models.predictor import load_predictor
 from pipelines.core import latency
 from pipelines.core.workspace import ROOT, copy_worktree
@@ -99,13 +99,6 @@ def run(repeats: int) -> dict[str, Any]:
             for m, samples in loops.items()
         },
         "lightning_over_plain": speed["lightning"] / speed["plain"],
-        "stages": {
-            name: {
-                "seconds": median([s.seconds for s in runs]),
-                "peak_rss_mib": median([s.peak_rss_mib for s in runs]),
-                "runs": [round(s.seconds, 2) for s in runs],
-            }
-            for name, runs in stage_runs.items()
-        },
+        "stages": {name: summarize(runs, 2) for name, runs in stage_runs.items()},
         "latency": latencies,
     }
