@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import statistics
 import subprocess
-import time
+import sys
+import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,20 +24,33 @@ class Sample:
     output: str
 
 
+# A tiny launcher (python -S, no site packages): it times the command and reads the peak RSS of its process tree.
+# Measuring from the benchmark process directly would count that (large) process's pages: a forked child's peak
+# RSS includes what it inherited before exec.
+LAUNCHER = (
+    "import json,resource,subprocess,sys,time\n"
+    "t=time.perf_counter();rc=subprocess.call(sys.argv[2:]);s=time.perf_counter()-t\n"
+    "open(sys.argv[1],'w').write(json.dumps({'rc':rc,'seconds':s,"
+    "'maxrss_kib':resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}))\n"
+    "sys.exit(rc)"
+)
+
+
 def run_measured(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> Sample:
-    """Run ``cmd`` to completion; return its wall time and the peak RSS over it and its waited-for children."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(
-        cmd, cwd=cwd, env=env or tool_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-    assert proc.stdout is not None
-    output = proc.stdout.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    seconds = time.perf_counter() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{output[-3000:]}")
-    return Sample(seconds, usage.ru_maxrss / 1024, output)
+    """Run ``cmd`` to completion; return its wall time and the peak RSS of it and its waited-for children."""
+    with tempfile.NamedTemporaryFile(suffix=".json") as stats:
+        proc = subprocess.run(
+            [sys.executable, "-S", "-c", LAUNCHER, stats.name, *cmd],
+            cwd=cwd,
+            env=env or tool_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        measured = json.loads(Path(stats.name).read_text() or "{}")
+    if proc.returncode != 0 or not measured:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}")
+    return Sample(measured["seconds"], measured["maxrss_kib"] / 1024, proc.stdout)
 
 
 def median(values: list[float]) -> float:

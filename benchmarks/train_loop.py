@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import time
 import warnings
 from pathlib import Path
@@ -88,7 +87,6 @@ def main() -> None:
                 "rows": rows,
                 "epochs": args.epochs,
                 "samples_per_s": rows * args.epochs / seconds,
-                "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             }
         )
     )

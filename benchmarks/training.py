@@ -69,7 +69,9 @@ def run(repeats: int) -> dict[str, Any]:
                     ],
                     repo,
                 )
-                loops[mode].append(json.loads(sample.output.strip().splitlines()[-1]))
+                loops[mode].append(
+                    json.loads(sample.output.strip().splitlines()[-1]) | {"peak_rss_mib": sample.peak_rss_mib}
+                )
             for name, cmd in training_stages(repo):
                 stage_runs.setdefault(name, []).append(run_measured(["bash", "-c", cmd], repo))
         params = yaml.safe_load((repo / "params.yaml").read_text())
@@ -98,7 +100,17 @@ def run(repeats: int) -> dict[str, Any]:
             }
             for m, samples in loops.items()
         },
-        "lightning_over_plain": speed["lightning"] / speed["plain"],
+        # each repeat runs both loops back to back; the median of those paired ratios resists machine noise
+        "lightning_over_plain": median(
+            [
+                a["samples_per_s"] / b["samples_per_s"]
+                for a, b in zip(loops["lightning"], loops["plain"], strict=True)
+            ]
+        ),
+        "ratio_runs": [
+            round(a["samples_per_s"] / b["samples_per_s"], 3)
+            for a, b in zip(loops["lightning"], loops["plain"], strict=True)
+        ],
         "stages": {name: summarize(runs, 2) for name, runs in stage_runs.items()},
         "latency": latencies,
     }
