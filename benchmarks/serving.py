@@ -1,9 +1,11 @@
 """Suite `serving`: the BentoML service against the in-process floor and a minimal Starlette/uvicorn app.
 
-All three serve the packaged champion. The BentoML service runs the built bento (`bentoml serve`, one worker,
+All three serve the packaged champion, each logging every request (BentoML's access log, uvicorn's default
+access log). The BentoML service runs the built bento (`bentoml serve`, one worker,
 champion-only routing so every request hits the same model as the others); the plain app is
 `benchmarks/plain_app.py` under uvicorn (one worker). The floor is `predict_proba` on a one-row frame in this
-process. Sequential latency: one client, one request at a time. Concurrency: N asyncio clients (httpx, one
+process. Sequential latency: one request at a time, taking the paths in turn (floor, BentoML /predict,
+/predict_batch, plain app) so that all see the same machine; the p50 ratio is the median of the per-repeat ratios. Concurrency: N asyncio clients (httpx, one
 connection each) send single-record requests back to back for a fixed count; "batched" posts each record to
 /predict_batch, where BentoML's adaptive batching merges concurrent requests; "unbatched" posts to /predict.
 Each configuration runs once per repeat; the tables show medians over the repeats. RSS is the resident memory of each server worker
@@ -35,7 +37,7 @@ from pipelines.core.workspace import ROOT, tool_env
 
 LEVELS = (1, 8, 32)
 REQUESTS_PER_CLIENT = {1: 200, 8: 60, 32: 25}
-SEQUENTIAL = 300
+SEQUENTIAL = 200
 
 
 def free_port() -> int:
@@ -122,15 +124,35 @@ async def load(url: str, path: str, payloads: list[Any], clients: int, per_clien
     }
 
 
-def sequential(call: Callable[[int], object], n: int) -> dict[str, float]:
-    for i in range(20):
-        call(i)
-    times = []
-    for i in range(n):
-        start = time.perf_counter()
-        call(i)
-        times.append((time.perf_counter() - start) * 1000)
-    return {"p50_ms": pct(times, 50), "p95_ms": pct(times, 95), "p99_ms": pct(times, 99)}
+def interleaved(
+    targets: dict[str, tuple[str, str, list[Any]]], frames: list[pd.DataFrame], predictor: Any
+) -> dict[str, dict[str, float]]:
+    """Sequential single-row latency of every path, one request each in turn, so all see the same machine."""
+    clients = {label: httpx.Client(base_url=url, timeout=60) for label, (url, _, _) in targets.items()}
+    calls: dict[str, Callable[[int], object]] = {
+        "floor": lambda i: predictor.predict_proba(frames[i % len(frames)])
+    }
+    for label, (_, path, payloads) in targets.items():
+
+        def post(i: int, h: httpx.Client = clients[label], p: str = path, b: list[Any] = payloads) -> object:
+            return h.post(p, json=b[i % len(b)])
+
+        calls[label] = post
+    times: dict[str, list[float]] = {label: [] for label in calls}
+    try:
+        for i in range(20 + SEQUENTIAL):
+            for label, call in calls.items():
+                start = time.perf_counter()
+                call(i)
+                if i >= 20:
+                    times[label].append((time.perf_counter() - start) * 1000)
+    finally:
+        for client in clients.values():
+            client.close()
+    return {
+        label: {"p50_ms": pct(t, 50), "p95_ms": pct(t, 95), "p99_ms": pct(t, 99)}
+        for label, t in times.items()
+    }
 
 
 def med(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -157,7 +179,6 @@ def run(repeats: int) -> dict[str, Any]:
     frames = [frame.iloc[[i]] for i in range(len(frame))]
 
     result: dict[str, Any] = {"champion": spec["champion"]["tag"], "repeats": repeats}
-    result["floor"] = sequential(lambda i: predictor.predict_proba(frames[i % len(frames)]), SEQUENTIAL)
 
     with tempfile.TemporaryDirectory(prefix="bench-serving-") as tmp:
         tmpdir = Path(tmp)
@@ -192,8 +213,6 @@ def run(repeats: int) -> dict[str, Any]:
                 str(plain_port),
                 "--workers",
                 "1",
-                "--log-level",
-                "warning",
             ],
             tool_env(ADULT_MODEL_DIR=str(model_dir)),
             f"http://127.0.0.1:{plain_port}",
@@ -209,23 +228,23 @@ def run(repeats: int) -> dict[str, Any]:
                 ),
                 "plain Starlette /predict": (plain.url, "/predict", [{"record": r} for r in rows]),
             }
-            seq: dict[str, list[dict[str, float]]] = {k: [] for k in targets}
+            seq: dict[str, list[dict[str, float]]] = {k: [] for k in ["floor", *targets]}
             conc: dict[str, dict[int, list[dict[str, Any]]]] = {k: {c: [] for c in LEVELS} for k in targets}
+            ratios: list[float] = []
             for _ in range(repeats):
+                for label, points in interleaved(targets, frames, predictor).items():
+                    seq[label].append(points)
+                ratios.append(
+                    seq["bentoml /predict"][-1]["p50_ms"] / seq["plain Starlette /predict"][-1]["p50_ms"]
+                )
                 for label, (url, path, payloads) in targets.items():
-                    with httpx.Client(base_url=url, timeout=60) as http:
-
-                        def call(
-                            i: int, h: httpx.Client = http, p: str = path, b: list[Any] = payloads
-                        ) -> object:
-                            return h.post(p, json=b[i % len(b)])
-
-                        seq[label].append(sequential(call, SEQUENTIAL // 2))
                     for clients in LEVELS:
                         conc[label][clients].append(
                             asyncio.run(load(url, path, payloads, clients, REQUESTS_PER_CLIENT[clients]))
                         )
+            result["floor"] = med(seq.pop("floor"))
             result["sequential"] = {k: med(v) for k, v in seq.items()}
+            result["p50_ratio_runs"] = [round(r, 3) for r in ratios]
             result["concurrent"] = {k: {c: med(v) for c, v in levels.items()} for k, levels in conc.items()}
             result["rss_mib"] = {
                 "bentoml worker": max(bento.worker_rss_mib()),
@@ -236,8 +255,7 @@ def run(repeats: int) -> dict[str, Any]:
             plain.stop()
     s, c = result["sequential"], result["concurrent"]
     result["ratios"] = {
-        "bentoml_p50_over_plain_p50": s["bentoml /predict"]["p50_ms"]
-        / s["plain Starlette /predict"]["p50_ms"],
+        "bentoml_p50_over_plain_p50": statistics.median(result["p50_ratio_runs"]),
         "bentoml_p50_over_floor_p50": s["bentoml /predict"]["p50_ms"] / result["floor"]["p50_ms"],
         "batched_over_unbatched_throughput_32": c["bentoml /predict_batch (adaptive)"][32]["throughput"]
         / c["bentoml /predict"][32]["throughput"],
