@@ -18,6 +18,7 @@ import pytest
 from playwright.sync_api import Page, sync_playwright
 
 from pipelines.core.io import sha256_file
+from pipelines.report import CARD_SECTIONS
 from tests.conftest import run
 
 pytestmark = pytest.mark.integration
@@ -89,20 +90,7 @@ def test_reader_journey(page: Page, url: str, built: Path) -> None:
     card = page.inner_text("article")
     assert f"Model card: {champion}" in card and "Champion" in card
     headings = page.locator("article h2").all_inner_texts()
-    for number, title in enumerate(
-        [
-            "Model details",
-            "Intended use",
-            "Factors",
-            "Metrics",
-            "Evaluation data",
-            "Training data",
-            "Quantitative analyses",
-            "Ethical considerations",
-            "Caveats and recommendations",
-        ],
-        start=1,
-    ):
+    for number, title in enumerate(CARD_SECTIONS, start=1):
         assert any(h.startswith(f"{number}. {title}") for h in headings), (title, headings)
     assert "sex x race" in card and gate["models"][champion]["version"] in card
     rendered_cleanly(page)
