@@ -153,7 +153,9 @@ def _describe(
         observed = stats["missing"].get(column, 0) / max(stats["rows"], 1)
         return f"{where}: {observed:.1%} missing, above the allowed {rule_cfg.max_missing_fraction:.1%}"
     if rule == RANGE:
-        return f"{where}: {n} value(s) outside [{_g(rule_cfg.min)}, {_g(rule_cfg.max)}]: {shown}"
+        return (
+            f"{where}: {n} value(s) outside [{_g(rule_cfg.min, '-inf')}, {_g(rule_cfg.max, 'inf')}]: {shown}"
+        )
     if rule == CATEGORIES:
         return f"{where}: {n} value(s) not among the allowed categories: {shown}"
     if rule == LABELS:
@@ -176,8 +178,8 @@ def _describe(
     return f"{where}: rule {rule} failed on {n} value(s): {shown}"
 
 
-def _g(value: float | None) -> str:
-    return "-inf" if value is None else f"{value:g}"
+def _g(value: float | None, unbounded: str) -> str:
+    return unbounded if value is None else f"{value:g}"
 
 
 def _rule_id(check: str) -> str:
