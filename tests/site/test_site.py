@@ -131,8 +131,17 @@ def test_dark_mode_and_search(page: Page, url: str) -> None:
     search_button = page.locator("label.md-header__button[for='__search']").first
     if search_button.is_visible():  # narrow layouts hide the search box behind a button
         search_button.click()
-    page.locator("input.md-search__input").fill("equalized odds")
-    page.wait_for_selector(".md-search-result__item", timeout=10_000)
+    box = page.locator("input.md-search__input")
+    box.click()
+    meta = page.locator(".md-search-result__meta")
+    # the index loads in a web worker; until then the result header says "Initializing search"
+    page.wait_for_function(
+        "el => !el.textContent.toLowerCase().includes('initializing')",
+        arg=meta.element_handle(),
+        timeout=60_000,
+    )
+    box.press_sequentially("equalized odds", delay=20)
+    page.wait_for_selector(".md-search-result__item", timeout=30_000)
     assert page.locator(".md-search-result__item").count() > 0
 
 
