@@ -2,8 +2,8 @@
 
 Each repeat makes a fresh copy of the repository (no DVC cache, no outputs) and times a cold
 `dvc repro profile`; then a no-op `dvc repro profile` in that copy; then each stage's command from dvc.yaml run
-directly (so the per-stage figure excludes DVC's own overhead). Peak memory is the largest resident set over the
-process tree (`wait4` rusage). Medians over the repeats are reported.
+directly (so the per-stage figure excludes DVC's own overhead). Peak memory is the largest resident set in the
+process tree, read by a small launcher (`benchmarks/measure.py`). Medians over the repeats are reported.
 """
 
 from __future__ import annotations
