@@ -14,7 +14,7 @@ export BENTOML_DO_NOT_TRACK := True
 export DVC_NO_ANALYTICS := 1
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help venv params pipeline repro serve site docs-serve test lint typecheck bench lock clean
+.PHONY: help venv params pipeline repro serve site docs-serve browser test lint typecheck bench lock clean
 PORT ?= 3000
 
 help: ## list the targets
@@ -34,6 +34,7 @@ params: $(STAMP) ## compose params.yaml from conf/ (Hydra)
 
 pipeline: params ## set up and run the whole DVC pipeline, ending with the built site
 	$(BIN)/dvc repro
+	$(BIN)/python -m pipelines.site
 	@echo "site: $(CURDIR)/site/build/index.html (make docs-serve to preview)"
 
 repro: $(STAMP) ## dvc repro without recomposing params.yaml
@@ -45,17 +46,25 @@ serve: $(STAMP) ## serve the packaged champion (and challenger) on 127.0.0.1:$(P
 	  $(BIN)/bentoml serve adult-income:latest --host 127.0.0.1 --port $(PORT)
 
 site: $(STAMP) ## build the documentation site into site/build (runs what it needs)
-	$(BIN)/dvc repro site
+	$(BIN)/dvc repro report
+	$(BIN)/python -m pipelines.site
 
-docs-serve: site ## preview the site on http://127.0.0.1:8000
-	$(BIN)/mkdocs serve -f reports/site/mkdocs.yml -a 127.0.0.1:8000
+docs-serve: site ## preview the built site on http://127.0.0.1:8000
+	$(BIN)/python -m http.server 8000 --bind 127.0.0.1 --directory site/build
 
 lint: $(STAMP) ## ruff and mypy
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: lint ## set up, lint and run the test suite
+# The site tests drive Debian's chromium; `make test` installs it when missing (apt-get, through sudo when not root).
+CHROMIUM ?= /usr/bin/chromium
+export CHROMIUM
+
+browser: ## install Debian's chromium for the site tests when it is missing
+	@tests/site/install_chromium.sh
+
+test: lint browser ## set up (venv, browser), lint and run the test suite
 	$(BIN)/python -m pytest
 
 bench: $(STAMP) ## run the benchmarks; writes benchmarks/results/

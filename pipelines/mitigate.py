@@ -13,9 +13,10 @@ from pathlib import Path
 
 from models.mitigation import ThresholdMitigator
 from models.predictor import ArtifactError, SklearnPredictor, load_predictor
+from pipelines.core import runlog
 from pipelines.core.config import ConfigError, load_params
 from pipelines.core.errors import PipelineError, stage_main
-from pipelines.core.model_config import MitigationModel, model_section
+from pipelines.core.model_config import MitigationModel, model_for_stage
 from pipelines.core.training import feature_spec, finish, read_split
 
 
@@ -29,11 +30,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
     params = load_params(args.params)
-    cfg = model_section(params, args.model)
-    if not isinstance(cfg, MitigationModel):
-        raise ConfigError(
-            f"models.{args.model} has family '{cfg.family}'; mitigate handles family 'mitigation'"
-        )
+    cfg = model_for_stage(params, args.model, MitigationModel, "mitigate")
     features = feature_spec(params)
     try:
         base = load_predictor(args.artifacts / cfg.base)
@@ -56,11 +53,11 @@ def main(argv: list[str] | None = None) -> None:
         "sensitive": cfg.sensitive,
         "constraint": cfg.constraint,
         "fit_rows": len(valid),
-        "fit_seconds": round(seconds, 3),
         "params": cfg.model_dump(),
     }
     out = args.out or Path("artifacts/candidates") / args.model
     finish(SklearnPredictor(mitigator, features), cfg, valid, out, info)
+    runlog.record("mitigate", args.model, {"fit_seconds": round(seconds, 3), "fit_rows": len(valid)})
     print(f"[mitigate] {args.model}: {cfg.constraint} on '{cfg.sensitive}' over {cfg.base} -> {out}")
 
 

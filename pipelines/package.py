@@ -10,12 +10,15 @@ the release metadata and every file's sha256, and the bento ``adult-income`` wit
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +26,12 @@ import yaml
 
 from pipelines.core.config import DatasetConfig, load_params, section
 from pipelines.core.errors import PipelineError, stage_main
-from pipelines.core.io import atomic_dir, read_json, write_json_atomic
+from pipelines.core.io import atomic_dir, read_json, sha256_file, write_json_atomic
 from pipelines.core.render import render
 from pipelines.core.workspace import ROOT
 
 SERVICE_NAME = "adult-income"
+CREATION_TIME = re.compile(r"^(\s*)creation_time: .*$", re.MULTILINE)
 RUNTIME_PACKAGES = [
     "scikit-learn",
     "pandas",
@@ -99,7 +103,6 @@ def store_model(ref: dict[str, Any], role: str, rel: dict[str, Any], source: Pat
 
     metadata = {
         "release_version": rel["version"],
-        "git_commit": rel["git"]["commit"],
         "params_hash": rel["params_hash"],
         "roc_auc": rel["metrics"]["roc_auc"]["value"],
         "files": json.dumps(rel["files"], sort_keys=True),
@@ -110,7 +113,36 @@ def store_model(ref: dict[str, Any], role: str, rel: dict[str, Any], source: Pat
             shutil.copy2(source / name, Path(model.path) / name)
 
 
-def build_bento(home: Path, spec: dict[str, Any], git_commit: str) -> str:
+def tree_digest(folder: Path) -> str:
+    """sha256 over every file's relative path and content: a version that changes exactly with the content."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest.update(f"{path.relative_to(folder).as_posix()}\0{sha256_file(path)}\n".encode())
+    return digest.hexdigest()
+
+
+def fixed_creation_time() -> str:
+    """The creation time written into the store: $SOURCE_DATE_EPOCH, else 1980-01-01 (the ZIP epoch, as
+    reproducible wheel builds use). BentoML stamps the wall clock, which would make two builds of the same
+    content differ byte for byte; versions here are content hashes, so the stamp carries no information."""
+    epoch = int(os.environ.get("SOURCE_DATE_EPOCH", "315532800"))
+    return datetime.fromtimestamp(epoch, UTC).isoformat()
+
+
+def normalize_store(home: Path) -> int:
+    """Replace BentoML's wall-clock ``creation_time`` in every model.yaml and bento.yaml under ``home``."""
+    stamp = f"creation_time: '{fixed_creation_time()}'"
+    changed = 0
+    for path in [*home.rglob("model.yaml"), *home.rglob("bento.yaml")]:
+        text = path.read_text(encoding="utf-8")
+        new = CREATION_TIME.sub(lambda m: m.group(1) + stamp, text)
+        if new != text:
+            path.write_text(new, encoding="utf-8")
+            changed += 1
+    return changed
+
+
+def build_bento(home: Path, spec: dict[str, Any], params_hash: str) -> str:
     """Build the bento from a clean context (service and model code, the spec); return its tag."""
     with tempfile.TemporaryDirectory(prefix="bento-ctx-") as tmp:
         ctx = Path(tmp)
@@ -129,7 +161,7 @@ def build_bento(home: Path, spec: dict[str, Any], git_commit: str) -> str:
                 service_name=SERVICE_NAME,
                 champion=spec["champion"]["tag"],
                 challenger=spec["challenger"]["tag"] if spec["challenger"] else None,
-                git_commit=git_commit,
+                params_hash=params_hash,
                 packages=pins(ROOT / "requirements.lock", RUNTIME_PACKAGES),
             )
         )
@@ -141,8 +173,19 @@ def build_bento(home: Path, spec: dict[str, Any], git_commit: str) -> str:
             PYTHONPATH=str(ctx),
         )
         bentoml_cli = Path(sys.executable).parent / "bentoml"
+        version = tree_digest(ctx)[:16]  # the same context, the same bento version
         proc = subprocess.run(
-            [str(bentoml_cli), "build", "-f", str(bentofile), str(ctx), "--output", "tag"],
+            [
+                str(bentoml_cli),
+                "build",
+                "-f",
+                str(bentofile),
+                str(ctx),
+                "--version",
+                version,
+                "--output",
+                "tag",
+            ],
             cwd=ctx,
             env=env,
             capture_output=True,
@@ -201,7 +244,9 @@ def main(argv: list[str] | None = None) -> None:
         store_model(spec["champion"], "champion", champion, args.artifacts / "champion")
         if challenger:
             store_model(spec["challenger"], "challenger", challenger, args.artifacts / "challenger")
-        bento_tag = build_bento(staging, spec, champion["git"]["commit"])
+        bento_tag = build_bento(staging, spec, champion["params_hash"])
+        normalize_store(staging)
+        shutil.rmtree(staging / "tmp", ignore_errors=True)  # BentoML's scratch space, not part of the store
         name, version = bento_tag.split(":")
         bento_dir = staging / "bentos" / name / version
         dockerfile = bento_dir / "env/docker/Dockerfile"

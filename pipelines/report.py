@@ -1,11 +1,12 @@
 """Stage ``report``: the documents people read, rendered from measured data and curated text.
 
 Renders site/templates (Jinja) with the pipeline's outputs (evaluations, gates, profile, contract, release and
-package metadata, training curves, git history) and the curated YAML in site/curated, into the MkDocs source
+package metadata, training curves) and the curated YAML in site/curated, into the MkDocs source
 ``reports/site`` (``mkdocs.yml`` + ``docs/``): a model card per model (Mitchell et al.'s nine sections), the
-datasheet (Gebru et al.'s 57 questions), metrics pages with the leaderboard against the gates, the history, the
-risk log mapped to the NIST AI RMF with its coverage table, the serving page, the changelog, and the hand-written
-pages from site/pages. Every page ends with its lineage. Completeness is enforced: an empty model-card section,
+datasheet (Gebru et al.'s 57 questions), metrics pages with the leaderboard against the gates, the risk log mapped
+to the NIST AI RMF with its coverage table, the serving page, and the hand-written pages from site/pages. Nothing
+here reads git, so the same commit and data give the same bytes; the history and changelog pages and the commit
+are added by the site step when it publishes. Every page ends with its lineage. Completeness is enforced: an empty model-card section,
 an unanswered datasheet question or a risk with an invalid NIST subcategory stops the stage, naming it.
 """
 
@@ -21,11 +22,11 @@ from typing import Any
 import jinja2
 import yaml
 
-from pipelines.core import history, plots
+from pipelines.core import plots
 from pipelines.core.config import DatasetConfig, load_params, section
 from pipelines.core.errors import PipelineError, stage_main
 from pipelines.core.io import atomic_dir, read_json
-from pipelines.core.lineage import dvc_lock_hashes, git_state, params_hash
+from pipelines.core.lineage import dvc_lock_hashes, params_hash
 from pipelines.core.nist import Framework
 from pipelines.core.render import environment
 from pipelines.core.workspace import ROOT
@@ -51,6 +52,8 @@ DATASHEET_COUNTS = {
     "distribution": 7,
     "maintenance": 8,
 }
+# Pages read from git history; the site step renders them when it publishes (they are not DVC outputs).
+GIT_PAGES = {"metrics/history.md": "history.md.j2", "changelog.md": "changelog.md.j2"}
 LEVELS = ("low", "medium", "high")
 STATUSES = ("open", "monitoring", "mitigated", "accepted", "closed")
 
@@ -107,11 +110,17 @@ def gather(params: dict[str, Any], reports: Path, artifacts: Path) -> dict[str, 
         "curves": {n: _curves(reports / "train" / n / "plots" / "metrics") for n in names},
     }
     ctx["releases"] = {r: v for r, v in ctx["releases"].items() if v and v.get("name")}
-    git = git_state()
-    ctx["lineage"] = {
-        "commit": git["commit"],
-        "short": git["commit"][:10],
-        "dirty": git["dirty"],
+    ctx["lineage"] = page_lineage(params, gate)
+    return ctx
+
+
+def page_lineage(params: dict[str, Any], gate: dict[str, Any]) -> dict[str, Any]:
+    """What every page's lineage block names: params hash, champion version, verdicts, data hashes (dvc.lock).
+
+    No git commit: the report is a DVC output, and an output that named a commit could never match the
+    ``dvc.lock`` committed with it. The site step (``pipelines.site``) adds the commit when it publishes.
+    """
+    return {
         "data": dvc_lock_hashes(),
         "params_hash": params_hash(params)[:16],
         "champion": gate.get("champion"),
@@ -121,9 +130,6 @@ def gather(params: dict[str, Any], reports: Path, artifacts: Path) -> dict[str, 
             for s in ("passed", "passed with warnings", "blocked")
         },
     }
-    limit = params["report"]["history_limit"]
-    ctx["history"] = {"commits": history.commits(limit), "experiments": history.experiments(limit)}
-    return ctx
 
 
 # -- datasheet ------------------------------------------------------------------------------------------------
@@ -349,12 +355,10 @@ def pages(ctx: dict[str, Any]) -> dict[str, tuple[str, dict[str, Any]]]:
     out: dict[str, tuple[str, dict[str, Any]]] = {
         "models/index.md": ("models_index.md.j2", {}),
         "metrics/index.md": ("leaderboard.md.j2", {}),
-        "metrics/history.md": ("history.md.j2", {}),
         "data/datasheet.md": ("datasheet.md.j2", {}),
         "data/contract.md": ("contract.md.j2", {}),
         "risk/index.md": ("risk_log.md.j2", {}),
         "operations/serving.md": ("serving.md.j2", {}),
-        "changelog.md": ("changelog.md.j2", {}),
     }
     for n in ctx["names"]:
         out[f"models/{n}.md"] = ("model_card.md.j2", {"name": n})
@@ -400,7 +404,7 @@ def main(argv: list[str] | None = None) -> None:
 
     handwritten = sorted(p.name for p in (SITE / "pages").glob("*.md"))
     site_pages = pages(ctx)
-    all_pages = set(site_pages) | set(handwritten)
+    all_pages = set(site_pages) | set(handwritten) | set(GIT_PAGES)
     risks = [{**r, "source": "curated"} for r in curated["risks"]["risks"]] + measured_risks(ctx)
     check_risks(risks, framework, all_pages, curated["risks"]["owners"])
     ctx["risks"] = risks

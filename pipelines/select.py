@@ -4,8 +4,9 @@ Reads ``evaluation`` (gates, primary metric, who is eligible), ``models`` (the c
 ``reports/eval/<model>/metrics.json``. Writes ``reports/gate.json`` (every gate: value, threshold, verdict) and
 ``reports/gate.md`` on every run. The champion is the eligible model that passes every blocking gate with the best
 primary metric; the challenger is the runner-up. Both are copied to ``artifacts/champion/`` and
-``artifacts/challenger/`` with ``release.json``: name, version, git commit, data hashes from dvc.lock, params hash,
-metrics, gate verdicts and the sha256 of every file. If no model passes, the stage exits 1 and the previous
+``artifacts/challenger/`` with ``release.json``: name, version, data hashes from dvc.lock, params hash, metrics,
+gate verdicts and the sha256 of every file. No git commit: a file inside a commit cannot name that commit, so the
+commit that ships a release is recorded by the registry (GTO tags) and on the published site, never in an output. If no model passes, the stage exits 1 and the previous
 champion stays.
 """
 
@@ -21,7 +22,7 @@ from pipelines.core.config import load_params, section
 from pipelines.core.errors import PipelineError, stage_main
 from pipelines.core.gates import evaluate_gates
 from pipelines.core.io import atomic_dir, read_json, to_json, write_json_atomic, write_text_atomic
-from pipelines.core.lineage import content_version, dvc_lock_hashes, git_state, params_hash
+from pipelines.core.lineage import content_version, dvc_lock_hashes, params_hash
 from pipelines.core.model_config import EvaluationConfig
 from pipelines.core.render import render
 
@@ -76,7 +77,6 @@ def promote(
         "family": manifest["info"].get("family"),
         "description": manifest["info"].get("description"),
         "format": manifest["format"],
-        "git": git_state(),
         "data": dvc_lock_hashes(),
         "params_hash": params_hash(release_inputs),
         "params": release_inputs,

@@ -1,41 +1,118 @@
-"""Stage ``site``: build the documentation site with ``mkdocs build --strict`` (MkDocs Material).
+"""The site step: publish the documentation site with ``mkdocs build --strict`` (MkDocs Material).
 
-Reads the MkDocs source the report stage rendered (``reports/site``) and writes the static site to
-``site/build``. Any warning (a broken link, a missing page or anchor) fails the build, and the previous site stays.
+Runs after ``dvc repro`` (``make pipeline``, ``make site``), outside the DVC graph: the MkDocs source that the
+``report`` stage rendered (``reports/site``, a DVC output that never reads git, so it is the same for the same
+commit and data) is combined here with what only git knows: the history and changelog pages (the champion on every
+commit and DVC experiment) and the commit the site is built from, in every page's footer. The built site
+``site/build`` is git-ignored and not a DVC output, so publishing never changes ``dvc.lock``.
+
+Every MkDocs warning fails the build, with the warnings in the message (a broken link or anchor, a page missing
+from the docs folder, a link outside it), and the previous site stays. ``mkdocs build --quiet`` is not used: with
+it MkDocs 1.6 does not count warnings, and ``--strict`` passes a build it should stop.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
+from typing import Any
 
+import jinja2
+import yaml
+
+from pipelines.core import history
+from pipelines.core.config import load_params
 from pipelines.core.errors import PipelineError, stage_main
-from pipelines.core.io import atomic_dir
+from pipelines.core.io import atomic_dir, read_json
+from pipelines.core.lineage import git_state
+from pipelines.core.render import environment
+from pipelines.core.workspace import ROOT
+from pipelines.report import GIT_PAGES, page_lineage
+
+WARNING = re.compile(r"^(WARNING|ERROR)\b")
+
+
+class SiteBuildError(PipelineError):
+    """MkDocs reported a warning or an error: the site is not published."""
+
+
+def git_context(params: dict[str, Any], gate: dict[str, Any]) -> dict[str, Any]:
+    state = git_state()
+    limit = params["report"]["history_limit"]
+    return {
+        "git": {**state, "short": state["commit"][:10]},
+        "history": {"commits": history.commits(limit), "experiments": history.experiments(limit)},
+        "gate": gate,
+        "lineage": page_lineage(params, gate),
+    }
+
+
+def add_git_pages(docs: Path, ctx: dict[str, Any]) -> None:
+    """Render the pages read from git history into ``docs``."""
+    env = environment(ROOT / "site" / "templates")
+    for page, template in GIT_PAGES.items():
+        try:
+            text = env.get_template(template).render(**ctx, root="../" * page.count("/"), page=page)
+        except jinja2.UndefinedError as err:
+            raise PipelineError(f"site/templates/{template} ({page}): {err}") from None
+        (docs / page).parent.mkdir(parents=True, exist_ok=True)
+        (docs / page).write_text(text, encoding="utf-8")
+
+
+def stamp_commit(config: Path, git: dict[str, Any]) -> None:
+    """Put the commit in every page's footer (MkDocs ``copyright``)."""
+    data = yaml.safe_load(config.read_text(encoding="utf-8"))
+    dirty = " with uncommitted changes" if git["dirty"] else ""
+    data["copyright"] = f"Built from commit {git['short']}{dirty}"
+    config.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8")
+
+
+def mkdocs_build(config: Path, out: Path) -> list[str]:
+    """Run ``mkdocs build --strict``; return its output lines. Any warning or error raises SiteBuildError."""
+    mkdocs = Path(sys.executable).parent / "mkdocs"
+    proc = subprocess.run(
+        [str(mkdocs), "build", "--strict", "-f", str(config), "-d", str(out.resolve())],
+        capture_output=True,
+        text=True,
+    )
+    lines = [line.rstrip() for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
+    problems = [line for line in lines if WARNING.match(line)]
+    if proc.returncode != 0 or problems:
+        shown = problems or lines[-30:]
+        raise SiteBuildError(
+            f"mkdocs build --strict failed with {len(problems)} warning(s) or error(s); the previous site stays:\n  "
+            + "\n  ".join(shown[:40])
+        )
+    return lines
 
 
 @stage_main("site")
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--source", type=Path, default=Path("reports/site"))
+    parser.add_argument("--gate", type=Path, default=Path("reports/gate.json"))
     parser.add_argument("--out", type=Path, default=Path("site/build"))
     args = parser.parse_args(argv)
     config = args.source / "mkdocs.yml"
     if not config.is_file():
         raise PipelineError(f"{config} not found: run the report stage first (dvc repro report)")
-    mkdocs = Path(sys.executable).parent / "mkdocs"
-    with atomic_dir(args.out) as staging:
-        proc = subprocess.run(
-            [str(mkdocs), "build", "--strict", "--quiet", "-f", str(config), "-d", str(staging.resolve())],
-            capture_output=True,
-            text=True,
-        )
-        if proc.returncode != 0:
-            lines = [line for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
-            raise PipelineError("mkdocs build --strict failed:\n  " + "\n  ".join(lines[-30:]))
+    if not args.gate.is_file():
+        raise PipelineError(f"{args.gate} not found: run the select stage first (dvc repro select)")
+    ctx = git_context(load_params(args.params), read_json(args.gate))
+    with tempfile.TemporaryDirectory(prefix="site-src-") as tmp:
+        source = Path(shutil.copytree(args.source, Path(tmp) / "site"))
+        add_git_pages(source / "docs", ctx)
+        stamp_commit(source / "mkdocs.yml", ctx["git"])
+        with atomic_dir(args.out) as staging:
+            mkdocs_build(source / "mkdocs.yml", staging)
     pages = sum(1 for _ in args.out.rglob("*.html"))
-    print(f"[site] {pages} HTML pages -> {args.out}")
+    print(f"[site] {pages} HTML pages from commit {ctx['git']['short']} -> {args.out}")
 
 
 if __name__ == "__main__":

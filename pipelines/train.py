@@ -19,9 +19,10 @@ from typing import Any
 
 from models.predictor import TorchTabularPredictor
 from models.tabular import TabularClassifier
+from pipelines.core import runlog
 from pipelines.core.config import ConfigError, load_params
 from pipelines.core.errors import PipelineError, stage_main
-from pipelines.core.model_config import LightningModel, model_section
+from pipelines.core.model_config import LightningModel, model_for_stage
 from pipelines.core.training import feature_spec, finish, instantiate, read_split
 
 
@@ -54,9 +55,7 @@ def main(argv: list[str] | None = None) -> None:
     from dvclive.lightning import DVCLiveLogger
 
     params = load_params(args.params)
-    cfg = model_section(params, args.model)
-    if not isinstance(cfg, LightningModel):
-        raise ConfigError(f"models.{args.model} has family '{cfg.family}'; train fits family 'lightning'")
+    cfg = model_for_stage(params, args.model, LightningModel, "train")
     out = args.out or Path("artifacts/candidates") / args.model
     logs = args.logs or Path("reports/train") / args.model
     checkpoints = args.checkpoints or Path("artifacts/checkpoints") / args.model
@@ -99,18 +98,20 @@ def main(argv: list[str] | None = None) -> None:
     info = {
         "family": cfg.family,
         "train_rows": rows,
-        "fit_seconds": round(seconds, 3),
         "epochs": epochs,
         "best_checkpoint": Path(checkpoint.best_model_path).name,
         "best_val_auroc": float(checkpoint.best_model_score)
         if checkpoint.best_model_score is not None
         else None,
-        "samples_per_second": round(rows * epochs / seconds, 1) if seconds else None,
         "trainer": {k: v for k, v in params["trainer"].items() if k != "_target_"},
         "params": cfg.model_dump(),
     }
     valid = read_split(args.data, "valid")
     finish(predictor, cfg, valid, out, info)
+    speed = round(rows * epochs / seconds, 1) if seconds else None
+    runlog.record(
+        "train", args.model, {"fit_seconds": round(seconds, 3), "epochs": epochs, "samples_per_second": speed}
+    )
     print(
         f"[train] {args.model}: {epochs} epochs in {seconds:.1f}s, best val AUROC "
         f"{info['best_val_auroc']:.4f} -> {out}"

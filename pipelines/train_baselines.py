@@ -15,9 +15,10 @@ from pathlib import Path
 from models.baselines import RuleListClassifier
 from models.predictor import SklearnPredictor
 from models.sklearn_models import build_pipeline
-from pipelines.core.config import ConfigError, load_params
+from pipelines.core import runlog
+from pipelines.core.config import load_params
 from pipelines.core.errors import stage_main
-from pipelines.core.model_config import SklearnModel, model_section
+from pipelines.core.model_config import SklearnModel, model_for_stage
 from pipelines.core.training import feature_spec, finish, instantiate, read_split
 
 
@@ -30,11 +31,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
     params = load_params(args.params)
-    cfg = model_section(params, args.model)
-    if not isinstance(cfg, SklearnModel):
-        raise ConfigError(
-            f"models.{args.model} has family '{cfg.family}'; train_baselines fits family 'sklearn'"
-        )
+    cfg = model_for_stage(params, args.model, SklearnModel, "train_baselines")
     features = feature_spec(params)
     train, valid = read_split(args.data, "train"), read_split(args.data, "valid")
     estimator = instantiate(cfg.estimator, f"models.{args.model}.estimator")
@@ -43,16 +40,12 @@ def main(argv: list[str] | None = None) -> None:
     start = time.perf_counter()
     model.fit(x, y)
     seconds = time.perf_counter() - start
-    info = {
-        "family": cfg.family,
-        "train_rows": len(train),
-        "fit_seconds": round(seconds, 3),
-        "params": cfg.model_dump(),
-    }
+    info = {"family": cfg.family, "train_rows": len(train), "params": cfg.model_dump()}
     if isinstance(estimator, RuleListClassifier):
         info["rules"] = estimator.describe()
     out = args.out or Path("artifacts/candidates") / args.model
     finish(SklearnPredictor(model, features), cfg, valid, out, info)
+    runlog.record("train_baselines", args.model, {"fit_seconds": round(seconds, 3), "train_rows": len(train)})
     print(f"[train_baselines] {args.model}: fitted on {len(train)} rows in {seconds:.2f}s -> {out}")
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, Field, field_validator
 
@@ -86,6 +86,20 @@ def model_section(params: dict[str, Any], name: str) -> ModelConfig:
     return cfg  # type: ignore[return-value]
 
 
+M = TypeVar("M", SklearnModel, LightningModel, MitigationModel)
+FAMILY_OF = {SklearnModel: "sklearn", LightningModel: "lightning", MitigationModel: "mitigation"}
+
+
+def model_for_stage(params: dict[str, Any], name: str, expected: type[M], stage: str) -> M:
+    """``models.<name>``, which must be of the family ``stage`` trains (else a ConfigError naming both)."""
+    cfg = model_section(params, name)
+    if not isinstance(cfg, expected):
+        raise ConfigError(
+            f"models.{name} has family '{cfg.family}'; {stage} handles family '{FAMILY_OF[expected]}'"
+        )
+    return cfg
+
+
 class Bootstrap(Section):
     resamples: int = Field(ge=10)
     confidence: float = Field(gt=0.5, lt=1.0)
@@ -103,6 +117,7 @@ class Latency(Section):
     single_row_repeats: int = Field(ge=5)
     batch_size: int = Field(ge=1)
     batch_repeats: int = Field(ge=3)
+    budget_p95_ms: float = Field(gt=0, description="single-row in-process p95 budget, milliseconds")
 
 
 class Selection(Section):

@@ -66,7 +66,10 @@ def test_every_model_has_metrics_plots_and_verdicts(baseline: Path) -> None:
             m = metrics[key]
             assert m["ci_low"] <= m["value"] <= m["ci_high"], (name, key)
         assert set(metrics["fairness"]) == {"sex", "race", "sex x race"}
-        assert metrics["latency"]["single_row"]["p99_ms"] >= metrics["latency"]["single_row"]["p50_ms"] > 0
+        assert metrics["latency"] == {"single_row": {"budget_p95_ms": 50, "within_budget": True}}
+        record = json.loads((baseline / "logs/runs/evaluate" / f"{name}.json").read_text())
+        single = record["latency"]["single_row"]
+        assert single["p99_ms"] >= single["p50_ms"] > 0  # the measurement itself is a run record
         assert {p.name for p in (folder / "plots").iterdir()} == {
             "roc.json",
             "pr.json",
@@ -90,8 +93,7 @@ def test_champion_carries_its_lineage(baseline: Path) -> None:
     gate = json.loads((baseline / "reports/gate.json").read_text())
     assert release["role"] == "champion" and release["name"] == gate["champion"]
     assert release["version"].startswith(release["name"] + "-")
-    head = run(["git", "rev-parse", "HEAD"], baseline).stdout.strip()
-    assert release["git"]["commit"] == head
+    assert "git" not in release  # the commit that ships it is recorded by the registry, not inside an output
     lock = yaml.safe_load((baseline / "dvc.lock").read_text())["stages"]
     processed = next(o for o in lock["split"]["outs"] if o["path"] == "data/processed")
     assert release["data"]["data/processed"] == processed["md5"]

@@ -59,7 +59,7 @@ def url(built: Path) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def page(url: str) -> Iterator[Page]:
-    assert Path(CHROMIUM).is_file(), f"{CHROMIUM} not found: install Debian's chromium (.ci/run does)"
+    assert Path(CHROMIUM).is_file(), f"{CHROMIUM} not found: run `make browser` (make test does)"
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         page = browser.new_page(viewport={"width": 1280, "height": 1000})
