@@ -1,8 +1,8 @@
-"""Suite `site`: time of the report stage and of the site build.
+"""Suite `site`: time of the report stage and of the site step (git pages, then `mkdocs build --strict`).
 
-Runs in the repository after `dvc repro site` (so every input exists). Each repeat runs the report stage's
-command into a temporary folder, then `mkdocs build --strict` of that source into another, each as its own
-process; wall time and peak RSS per process. Medians over the repeats.
+Runs in the repository after `dvc repro report` (so every input exists). Each repeat runs the report stage's
+command into a temporary folder, then the site step (`python -m pipelines.site`) of that source into another,
+each as its own process; wall time and peak RSS per process. Medians over the repeats.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pipelines.core.workspace import ROOT, tool_env
 
 def run(repeats: int) -> dict[str, Any]:
     subprocess.run(
-        [str(Path(sys.executable).parent / "dvc"), "repro", "site"],
+        [str(Path(sys.executable).parent / "dvc"), "repro", "report"],
         cwd=ROOT,
         env=tool_env(),
         check=True,
@@ -36,17 +36,7 @@ def run(repeats: int) -> dict[str, Any]:
             )
             build.append(
                 run_measured(
-                    [
-                        str(Path(sys.executable).parent / "mkdocs"),
-                        "build",
-                        "--strict",
-                        "--quiet",
-                        "-f",
-                        str(source / "mkdocs.yml"),
-                        "-d",
-                        str(out),
-                    ],
-                    ROOT,
+                    [sys.executable, "-m", "pipelines.site", "--source", str(source), "--out", str(out)], ROOT
                 )
             )
             pages = sum(1 for _ in out.rglob("*.html"))

@@ -8,13 +8,13 @@ adds the binary target. Writes ``<out>/<key>.parquet`` for each file and ``<out>
 from __future__ import annotations
 
 import argparse
-import csv
-import io
+import re
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from pipelines.core import text
 from pipelines.core.config import DatasetConfig, load_params, section
 from pipelines.core.errors import PipelineError, stage_main
 from pipelines.core.io import atomic_dir, sha256_file, to_json, write_parquet
@@ -40,48 +40,65 @@ def verify_checksum(path: Path, expected: str, key: str) -> str:
 
 
 def parse_rows(path: Path, dataset: DatasetConfig) -> tuple[list[list[str]], list[int]]:
-    """Split a delimited text file into trimmed fields; return the rows and their 1-based line numbers."""
+    """Split a delimited text file into trimmed fields; return the rows and their 1-based line numbers.
+
+    Each physical line is one record (``\n`` or ``\r\n`` endings). A line with an undecodable byte, a control,
+    format or replacement character, a quoting error or the wrong number of fields is reported with its number
+    and its text as written; any such line stops ingest.
+    """
     fmt, names = dataset.format, list(dataset.columns)
     raw = path.read_bytes()
     if not raw.strip():
         raise IngestError(
             f"{path}: the file is empty ({len(raw)} bytes); expected {len(names)} columns per line"
         )
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise IngestError(
-            f"{path}: not UTF-8 text (byte {err.start}: {raw[err.start : err.start + 8]!r})"
-        ) from None
-    reader = csv.reader(io.StringIO(text), delimiter=fmt.separator, skipinitialspace=True)
+    content, problems = text.decode(raw, fmt.encoding)
     rows: list[list[str]] = []
     lines: list[int] = []
-    bad: list[str] = []
     n_bad = 0
     header_seen = not fmt.header
-    for fields in reader:
-        if not fields or (len(fields) == 1 and not fields[0].strip()):
+
+    def bad(line: int, message: str) -> None:
+        nonlocal n_bad
+        n_bad += 1
+        if len(problems) < MAX_EXAMPLES:
+            problems.append(text.TextProblem(line, message))
+
+    for number, line in enumerate(content.split("\n"), start=1):
+        line = line.removesuffix("\r")
+        if not line.strip():
             continue
-        if fmt.comment_prefix and fields[0].lstrip().startswith(fmt.comment_prefix):
+        chars = text.forbidden_chars(line)
+        if chars:
+            hint = (
+                " (set dataset.format.encoding: utf-8-sig)"
+                if number == 1 and line.startswith(text.BOM)
+                else ""
+            )
+            bad(number, f"{text.describe_char(chars[0])} in {text.excerpt(line)}{hint}")
             continue
-        fields = [f.strip() for f in fields]
+        if fmt.comment_prefix and line.lstrip().startswith(fmt.comment_prefix):
+            continue
+        try:
+            fields = text.split_line(line, fmt.separator, fmt.quoting)
+        except ValueError as err:
+            bad(number, f"{err}: {text.excerpt(line)}")
+            continue
         if not header_seen:
             header_seen = True
             _check_header(path, fields, names)
             continue
         if len(fields) != len(names):
-            n_bad += 1
-            if len(bad) < MAX_EXAMPLES:
-                bad.append(
-                    f"line {reader.line_num}: {len(fields)} fields ({fmt.separator.join(fields)[:60]!r})"
-                )
+            bad(number, f"{len(fields)} fields, expected {len(names)}: {text.excerpt(line)}")
             continue
         rows.append(fields)
-        lines.append(reader.line_num)
-    if n_bad:
+        lines.append(number)
+    if problems:
+        total = max(n_bad, len(problems))
         raise IngestError(
-            f"{path}: {n_bad} line(s) do not have the {len(names)} expected fields (a truncated file, or a column "
-            "missing or added):\n  " + "\n  ".join(bad)
+            f"{path}: {total} line(s) do not have the {len(names)} expected fields or hold text that cannot be read "
+            "(a truncated or damaged file, a stray quote, a control character, a column missing or added):\n  "
+            + "\n  ".join(map(str, problems))
         )
     if not rows:
         raise IngestError(f"{path}: no data rows (only blank, comment or header lines)")
@@ -99,6 +116,48 @@ def _check_header(path: Path, header: list[str], names: list[str]) -> None:
     raise IngestError(f"{path}: header does not match dataset.columns: {detail}")
 
 
+# Numbers as written in ASCII decimal notation: no inf or nan, no hexadecimal, no digit separators, no digits of
+# other scripts (Python's int() would read '٣'). An int may be written with a zero fraction ('40.0').
+INT_TEXT = re.compile(r"[+-]?[0-9]+(?:\.0*)?", re.ASCII)
+FLOAT_TEXT = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?", re.ASCII)
+INT64 = (-(2**63), 2**63 - 1)
+
+
+def parse_numbers(values: pd.Series, kind: str) -> tuple[pd.Series, dict[str, list[int]]]:
+    """Type one numeric column exactly; return it and the row positions of each kind of bad value.
+
+    An int column becomes Int64, a float column Float64; null stays null. A value that is not a finite decimal
+    number of the column's kind, or that does not fit its type (beyond int64, or overflowing float64 to
+    infinity), is reported as written: no value is ever rounded, wrapped or clipped into one the file lacks.
+    """
+    present = values.notna().to_numpy()
+    text_values = values.to_numpy(dtype=object)
+    pattern = INT_TEXT if kind == "int" else FLOAT_TEXT
+    parsed: list[int | float | None] = []
+    found: dict[str, list[int]] = {}
+    for i, (value, has) in enumerate(zip(text_values, present, strict=True)):
+        if not has:
+            parsed.append(None)
+            continue
+        if not pattern.fullmatch(value):
+            found.setdefault(f"are not {'int' if kind == 'int' else 'finite numbers'}", []).append(i)
+            parsed.append(None)
+            continue
+        if kind == "int":
+            number: int | float = int(value.split(".", 1)[0])
+            ok = INT64[0] <= number <= INT64[1]
+        else:
+            number = float(value)
+            ok = number not in (float("inf"), float("-inf"))
+        if not ok:
+            found.setdefault(f"do not fit {'int64' if kind == 'int' else 'float64'}", []).append(i)
+            parsed.append(None)
+            continue
+        parsed.append(number)
+    dtype = "Int64" if kind == "int" else "Float64"
+    return pd.Series(pd.array(parsed, dtype=dtype), index=values.index), found
+
+
 def to_table(rows: list[list[str]], lines: list[int], dataset: DatasetConfig, path: Path) -> pd.DataFrame:
     """Type each column as configured; values that cannot be typed stop ingest with examples and line numbers."""
     fmt, target = dataset.format, dataset.target
@@ -113,15 +172,11 @@ def to_table(rows: list[list[str]], lines: list[int], dataset: DatasetConfig, pa
         if kind == "category":
             out[name] = values
             continue
-        numbers = pd.to_numeric(values, errors="coerce")
-        wrong = values.notna() & numbers.isna()
-        if kind == "int":
-            wrong |= numbers.notna() & (numbers != numbers.round())
-        if wrong.any():
-            shown = ", ".join(f"{values[i]!r} (line {lines[i]})" for i in wrong[wrong].index[:MAX_EXAMPLES])
-            problems.append(f"column '{name}' ({kind}): {int(wrong.sum())} value(s) are not {kind}: {shown}")
-            continue
-        out[name] = numbers.astype("Int64" if kind == "int" else "Float64")
+        column, found = parse_numbers(values, kind)
+        for what, wrong in found.items():
+            shown = ", ".join(f"{values[i]!r} (line {lines[i]})" for i in wrong[:MAX_EXAMPLES])
+            problems.append(f"column '{name}' ({kind}): {len(wrong)} value(s) {what}: {shown}")
+        out[name] = column
     if problems:
         raise IngestError(f"{path}: values of the wrong type:\n  " + "\n  ".join(problems))
     table = pd.DataFrame(out)

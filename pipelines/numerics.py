@@ -10,7 +10,8 @@ and AVX2 kernels. So every pipeline process, before numpy, scikit-learn or torch
   MKL; torch follows ``OMP_NUM_THREADS``);
 - on x86_64 machines with AVX2, uses the AVX2 kernels whatever newer instructions the CPU has (OpenBLAS
   ``OPENBLAS_CORETYPE=Haswell``, ATen ``ATEN_CPU_CAPABILITY=avx2``, MKL's conditional numerical reproducibility
-  ``MKL_CBWR=AVX2``, oneDNN ``ONEDNN_MAX_CPU_ISA=AVX2``).
+  ``MKL_CBWR=AVX2``, oneDNN ``ONEDNN_MAX_CPU_ISA=AVX2``, numpy's universal functions without their AVX-512
+  variants).
 
 A value already set in the environment wins (``setdefault``), so a run can opt out on purpose. Other
 architectures get only the thread pins; their artifacts are reproducible on machines of the same kind.
@@ -29,6 +30,7 @@ AVX2_PINS = {
     "ATEN_CPU_CAPABILITY": "avx2",
     "MKL_CBWR": "AVX2",
     "ONEDNN_MAX_CPU_ISA": "AVX2",
+    "NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_ICL AVX512_SPR",  # numpy 2.4's AVX-512 dispatch targets
 }
 
 

@@ -53,4 +53,5 @@ def quick_repo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     """
     repo = copy_repo(tmp_path_factory.mktemp("quick"))
     proc = run(["dvc", "exp", "run", "-S", "experiment=quick"], repo)
-    return repo, proc.stdout
+    site = run(["python", "-m", "pipelines.site"], repo)  # what `make pipeline` runs after dvc repro
+    return repo, proc.stdout + site.stdout

@@ -26,8 +26,10 @@ class FileSpec(Section):
 
 
 class FormatSpec(Section):
-    separator: str = ","
+    separator: str = Field(",", min_length=1, max_length=1)
     header: bool = False
+    encoding: Literal["utf-8", "utf-8-sig"] = "utf-8"  # utf-8-sig accepts one leading byte order mark
+    quoting: Literal["minimal", "none"] = "minimal"  # none: the file never quotes; a double quote is an error
     missing_token: str = "?"
     comment_prefix: str | None = None
     label_suffix: str | None = None

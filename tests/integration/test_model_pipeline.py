@@ -115,14 +115,14 @@ def test_gate_change_reruns_only_select_and_package(repo: Path) -> None:
     compose(repo, "evaluation.gates.max_ece.threshold=0.06")
     # the champion's release.json records the new gate verdicts, so the package and the documents follow;
     # no model retrains and nothing is re-evaluated
-    assert ran(run(["dvc", "repro"], repo).stdout) == ["select", "package", "report", "site"]
+    assert ran(run(["dvc", "repro"], repo).stdout) == ["select", "package", "report"]
 
 
 def test_model_change_reruns_only_what_depends_on_it(repo: Path) -> None:
     compose(repo, "models.hgb.estimator.max_iter=50")
     stages = ran(run(["dvc", "repro"], repo).stdout)
     expected = {"train_baselines@hgb", "mitigate@hgb_fair", "evaluate@hgb", "evaluate@hgb_fair", "select"}
-    downstream = {"package", "report", "site"}  # package follows when hgb is champion or challenger
+    downstream = {"package", "report"}  # package follows when hgb is champion or challenger
     assert set(stages) - downstream == expected, stages
 
 
