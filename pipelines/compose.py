@@ -3,6 +3,7 @@
 Usage: ``python -m pipelines.compose [OVERRIDE ...] [--output FILE] [--check]``
 Overrides use Hydra's grammar: ``split.seed=7``, ``dataset=adult``, ``+experiment=name``.
 ``--check`` exits 1 when the file on disk differs from a fresh composition (CI uses it to catch stale params).
+A composition with a bad value anywhere is not written: the error names every dotted key at fault.
 """
 
 from __future__ import annotations
@@ -71,8 +72,19 @@ def main(argv: list[str] | None = None) -> None:
             raise ConfigError(f"{args.output} is stale: run `make params` and commit the result")
         print(f"{args.output} matches conf/")
         return
-    compose(args.output, args.overrides)
-    print(f"wrote {args.output}")
+    with tempfile.TemporaryDirectory() as tmp:
+        composed = compose(Path(tmp) / "params.yaml", args.overrides)
+        check(composed)
+        args.output.write_text(composed.read_text(encoding="utf-8"), encoding="utf-8")
+    print(f"wrote {args.output} (every section valid)")
+
+
+def check(path: Path) -> None:
+    """Validate a composed params file as a whole (pipelines.core.params); a bad value is a ConfigError."""
+    from pipelines.core.config import load_params
+    from pipelines.core.params import validate_params
+
+    validate_params(load_params(path))
 
 
 if __name__ == "__main__":

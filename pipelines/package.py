@@ -27,6 +27,7 @@ import yaml
 from pipelines.core.config import DatasetConfig, load_params, section
 from pipelines.core.errors import PipelineError, stage_main
 from pipelines.core.io import atomic_dir, read_json, sha256_file, write_json_atomic
+from pipelines.core.params import ServingConfig
 from pipelines.core.render import render
 from pipelines.core.workspace import ROOT
 
@@ -208,17 +209,14 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     params = load_params(args.params)
     dataset = section(params, "dataset", DatasetConfig)
+    section(
+        params, "serving", ServingConfig
+    )  # also checked by check_params; the stage never trusts its input
     serving = params["serving"]
     champion = release(args.artifacts / "champion")
     if champion is None:
         raise PipelineError("artifacts/champion has no model: nothing to package")
     challenger = release(args.artifacts / "challenger")
-    if serving["batching"]["max_batch_size"] < serving["input"]["max_batch_records"]:
-        raise PipelineError(
-            f"serving.batching.max_batch_size ({serving['batching']['max_batch_size']}) is smaller than "
-            f"serving.input.max_batch_records ({serving['input']['max_batch_records']}): BentoML would shed the "
-            "largest allowed requests with 503"
-        )
     labels = {str(v): k for k, v in dataset.target.labels.items()}
     spec = {
         "service_name": SERVICE_NAME,

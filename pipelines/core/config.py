@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -15,9 +16,11 @@ ColumnType = Literal["int", "float", "category"]
 
 
 class Section(BaseModel):
-    """A params section: unknown keys are errors (a typo must not be silently ignored)."""
+    """A params section: unknown keys are errors (a typo must not be silently ignored), and types are strict:
+    a string is not a number and a boolean is not an integer, whatever YAML or a command-line override made of
+    them (the error says how to write the value)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class FileSpec(Section):
@@ -133,8 +136,11 @@ class DatasetConfig(Section):
         return [c for c in self.feature_columns if self.columns[c] == "category"]
 
 
+SEED = Field(ge=0, le=2**32 - 1, description="a seed numpy and torch both accept")
+
+
 class SplitConfig(Section):
-    seed: int
+    seed: int = SEED
     valid_fraction: float = Field(gt=0.0, lt=1.0)
     source: str
     test: str
@@ -185,9 +191,42 @@ def section(params: dict[str, Any], name: str, model: type[S]) -> S:
     try:
         return model.model_validate(params[name])
     except ValidationError as err:
-        lines = []
-        for e in err.errors():
-            key = ".".join(str(p) for p in (name, *e["loc"]))
-            got = f" (got {e['input']!r})" if e["type"] not in ("missing", "value_error") else ""
-            lines.append(f"  {key}: {e['msg']}{got}")
-        raise ConfigError("invalid params:\n" + "\n".join(lines)) from None
+        raise ConfigError("invalid params:\n" + "\n".join(describe_errors(name, err))) from None
+
+
+NUMBER_TEXT = re.compile(r"[+-]?(\d[\d_]*\.?\d*|\.\d+)([eE][+-]?\d+)?")
+YAML11_BOOLEANS = {"y", "n", "yes", "no", "on", "off", "true", "false"}
+
+
+def yaml_hint(value: Any, error_type: str) -> str:
+    """Why YAML may have typed ``value`` differently from what was meant, when that explains the error."""
+    if isinstance(value, str) and error_type in ("list_type", "sequence_str", "tuple_type", "set_type"):
+        return f"write a YAML list: [{value}]"
+    if isinstance(value, bool) and error_type in ("string_type", "literal_error"):
+        return "YAML reads unquoted yes/no/on/off/true/false as a boolean: quote the value, e.g. 'no'"
+    if isinstance(value, bool):
+        return "a boolean is not a number here: write the number itself"
+    if isinstance(value, int | float) and error_type in ("string_type", "literal_error"):
+        return f"YAML reads {value!r} unquoted as a number: quote it to keep it text, e.g. '{value}'"
+    if isinstance(value, str) and NUMBER_TEXT.fullmatch(value.strip()):
+        if re.fullmatch(r"[+-]?\d+[eE][+-]?\d+", value.strip()):
+            return f"YAML 1.1 (PyYAML, DVC) reads {value} as text: write it with a decimal point, e.g. 1.0e-3"
+        return f"{value!r} is text, not a number: remove the quotes"
+    if value is None and error_type in ("model_type", "dict_type", "list_type", "string_type"):
+        return "the key has no value: YAML reads an empty value as null"
+    if error_type == "int_from_float":
+        return "write a whole number, without a decimal point"
+    return ""
+
+
+def describe_errors(prefix: str, err: ValidationError) -> list[str]:
+    """One line per error: the dotted key, the rule, the value as given and, where YAML explains it, a hint."""
+    lines = []
+    for e in err.errors():
+        key = ".".join(str(p) for p in (prefix, *e["loc"]) if p != "")
+        got = (
+            f" (got {e['input']!r})" if e["type"] not in ("missing", "value_error", "assertion_error") else ""
+        )
+        hint = yaml_hint(e.get("input"), e["type"]) if e["type"] != "missing" else ""
+        lines.append(f"  {key}: {e['msg']}{got}" + (f"; {hint}" if hint else ""))
+    return lines

@@ -39,7 +39,7 @@ class SklearnModel(ModelBase):
 
 class LightningModel(ModelBase):
     family: Literal["lightning"]
-    seed: int
+    seed: int = Field(ge=0, le=2**32 - 1)  # Lightning replaces a seed outside this range with a random one
     datamodule: dict[str, Any]
     module: dict[str, Any]
     callbacks: dict[str, dict[str, Any]] = Field(default_factory=dict)
@@ -101,9 +101,9 @@ def model_for_stage(params: dict[str, Any], name: str, expected: type[M], stage:
 
 
 class Bootstrap(Section):
-    resamples: int = Field(ge=10)
+    resamples: int = Field(ge=10, le=100_000)
     confidence: float = Field(gt=0.5, lt=1.0)
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=2**32 - 1)
 
 
 class Fairness(Section):

@@ -11,21 +11,9 @@ import logging.handlers
 from pathlib import Path
 from typing import Any
 
-from services.adult.spec import PredictionLog
+from services.adult.spec import LOG_FIELDS, PredictionLog
 
-ALL_FIELDS = (
-    "request_id",
-    "time",
-    "model",
-    "version",
-    "role",
-    "shadow",
-    "score",
-    "decision",
-    "latency_ms",
-    "fallback",
-    "features",
-)
+ALL_FIELDS = LOG_FIELDS
 
 
 class PredictionLogger:

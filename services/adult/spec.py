@@ -15,7 +15,9 @@ DEFAULT_PATHS = (HERE / "serving.json", Path("artifacts/serving/serving.json"))
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    """Unknown keys are errors and types are strict (a string is not a number, a boolean not an integer)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class ModelRef(Strict):
@@ -33,8 +35,8 @@ class FaultInjection(Strict):
 class Routing(Strict):
     mode: Literal["canary", "shadow", "champion_only"]
     challenger_weight: float = Field(ge=0.0, le=1.0)
-    salt: str
-    challenger_timeout_ms: int = Field(gt=0)
+    salt: str = Field(min_length=1)
+    challenger_timeout_ms: int = Field(gt=0, le=60_000)
     fault_injection: FaultInjection = FaultInjection()
 
 
@@ -58,12 +60,27 @@ class Batching(Strict):
     max_latency_ms: int = Field(ge=1)
 
 
+LOG_FIELDS = (
+    "request_id",
+    "time",
+    "model",
+    "version",
+    "role",
+    "shadow",
+    "score",
+    "decision",
+    "latency_ms",
+    "fallback",
+    "features",
+)
+
+
 class PredictionLog(Strict):
     enabled: bool
-    dir: str
+    dir: str = Field(min_length=1)
     max_bytes: int = Field(ge=1024)
     backup_count: int = Field(ge=0)
-    fields: list[str]
+    fields: list[Literal[LOG_FIELDS]]  # type: ignore[valid-type]
     redact: list[str] = Field(default_factory=list)
 
 

@@ -1,0 +1,333 @@
+"""The whole of params.yaml, validated at once: every section, the references between sections, and every
+``_target_`` a stage will build.
+
+``validate_params`` runs when ``make params`` composes the file and as the first DVC stage (``check_params``), so a
+bad value anywhere stops the pipeline before any model trains. It reports every problem in one error, each with
+its dotted key, the value as given and, where YAML typing explains it, how to write it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import typing
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+
+from pipelines.core.config import (
+    ConfigError,
+    DatasetConfig,
+    ProfileConfig,
+    Section,
+    SplitConfig,
+    describe_errors,
+    yaml_hint,
+)
+from pipelines.core.metrics import METRICS
+from pipelines.core.model_config import (
+    EvaluationConfig,
+    FeaturesConfig,
+    LightningModel,
+    MitigationModel,
+    ModelConfig,
+    SklearnModel,
+)
+from services.adult.spec import Batching, PredictionLog, Routing
+
+FAMILIES: dict[str, type[ModelConfig]] = {
+    "sklearn": SklearnModel,
+    "lightning": LightningModel,
+    "mitigation": MitigationModel,
+}
+DISPARITIES = ("demographic_parity_difference", "demographic_parity_ratio", "equalized_odds_difference")
+
+
+class TrainerConfig(Section):
+    """``trainer``: the Lightning Trainer's hardware and loop settings (conf/trainer: cpu, gpu, ddp)."""
+
+    model_config = ConfigDict(
+        extra="allow", frozen=True, strict=True
+    )  # other Trainer arguments: see target_checks
+    target: Literal["pytorch_lightning.Trainer", "lightning.pytorch.Trainer"] = Field(alias="_target_")
+    accelerator: Literal["cpu", "gpu", "cuda", "mps", "tpu", "auto"]
+    devices: int | str | list[int]
+    strategy: str
+    precision: Literal["32-true", "32", "16-mixed", "bf16-mixed", "bf16-true", "16-true", "64-true"]
+    max_epochs: int = Field(ge=1)
+    deterministic: bool
+
+
+class InputConfig(Section):
+    unknown_category: Literal["reject", "unknown"]
+    max_batch_records: int = Field(ge=1)
+
+
+class ServingConfig(Section):
+    """``serving``: routing, the input policy, batching, workers and the prediction log of the service."""
+
+    routing: Routing
+    input: InputConfig
+    decision_threshold: float = Field(gt=0.0, lt=1.0)
+    batching: Batching
+    workers: int = Field(ge=1, le=64)
+    threads: int = Field(ge=1, le=64)
+    prediction_log: PredictionLog
+    port: int = Field(ge=1, le=65535)
+
+    @model_validator(mode="after")
+    def _batch_fits(self) -> ServingConfig:
+        if self.batching.max_batch_size < self.input.max_batch_records:
+            raise ValueError(
+                f"batching.max_batch_size ({self.batching.max_batch_size}) is smaller than "
+                f"input.max_batch_records ({self.input.max_batch_records}): BentoML would shed the largest "
+                "allowed requests with 503"
+            )
+        return self
+
+
+class RiskThresholds(Section):
+    ece_threshold: float = Field(gt=0.0, lt=1.0)
+    drift_threshold: float = Field(gt=0.0)
+
+
+class ReportConfig(Section):
+    """``report``: the documents' names and the thresholds that raise measured risks."""
+
+    site_name: str = Field(min_length=1)
+    organization: str = Field(min_length=1)
+    repository: str = Field(pattern=r"^https?://\S+$")
+    plot_dpi: int = Field(ge=50, le=600)
+    history_limit: int = Field(ge=1, le=1000)
+    risk: RiskThresholds
+
+
+class Params(BaseModel):
+    """Every section of params.yaml (each strict, unknown keys rejected)."""
+
+    model_config = ConfigDict(extra="forbid")
+    dataset: DatasetConfig
+    split: SplitConfig
+    profile: ProfileConfig
+    features: FeaturesConfig
+    models: dict[str, ModelConfig]
+    trainer: TrainerConfig
+    evaluation: EvaluationConfig
+    serving: ServingConfig
+    report: ReportConfig
+
+
+def validate_params(params: Any) -> Params:
+    """Validate ``params`` (the parsed params.yaml) as a whole; raise one ConfigError listing every problem."""
+    if not isinstance(params, dict):
+        raise ConfigError(f"params.yaml must hold a mapping of sections, got {type(params).__name__}")
+    problems: list[str] = []
+    models: dict[str, ModelConfig] = {}
+    raw_models = params.get("models")
+    for name, spec in (raw_models or {}).items() if isinstance(raw_models, dict) else []:
+        family = spec.get("family") if isinstance(spec, dict) else None
+        if not isinstance(family, str) or family not in FAMILIES:
+            problems.append(f"  models.{name}.family: must be one of {sorted(FAMILIES)} (got {family!r})")
+            continue
+        try:
+            models[name] = FAMILIES[family].model_validate(spec)
+        except ValidationError as err:
+            problems += describe_errors(f"models.{name}", err)
+    try:
+        typed = Params.model_validate(
+            {**params, "models": models if isinstance(raw_models, dict) else raw_models}
+        )
+    except ValidationError as err:
+        problems += describe_errors("", err)
+    if problems:
+        raise ConfigError("invalid params:\n" + "\n".join(problems))
+    problems = cross_checks(typed) + target_checks(typed)
+    if problems:
+        raise ConfigError("invalid params:\n" + "\n".join(f"  {p}" for p in problems))
+    return typed
+
+
+def cross_checks(p: Params) -> list[str]:
+    """References between sections: every column, split, model, metric and field named exists."""
+    ds, out = p.dataset, []
+    columns = set(ds.columns)
+    splits = {"train", "valid", "test"}
+    for kind, names, allowed in (
+        ("categorical", p.features.categorical, {"category"}),
+        ("numeric", p.features.numeric, {"int", "float"}),
+    ):
+        for i, col in enumerate(names):
+            if col not in columns:
+                out.append(f"features.{kind}.{i}: '{col}' is not a column of dataset.columns")
+            elif ds.columns[col] not in allowed:
+                out.append(f"features.{kind}.{i}: '{col}' is a {ds.columns[col]} column, not {kind}")
+            elif col == ds.target.column:
+                out.append(f"features.{kind}.{i}: '{col}' is the label (dataset.target.column)")
+    both = sorted(set(p.features.categorical) & set(p.features.numeric))
+    if both:
+        out.append(f"features: {both} listed as both categorical and numeric")
+    for key in ("source", "test"):
+        value = getattr(p.split, key)
+        if value not in ds.files:
+            out.append(f"split.{key}: '{value}' is not a key of dataset.files ({sorted(ds.files)})")
+    for i, col in enumerate(p.split.stratify):
+        if col not in columns | {ds.target.name}:
+            out.append(f"split.stratify.{i}: '{col}' is neither a column nor the target '{ds.target.name}'")
+    if p.profile.reference not in p.profile.splits:
+        out.append(f"profile.reference: '{p.profile.reference}' is not in profile.splits {p.profile.splits}")
+    out += [
+        f"profile.splits: '{s}' is not one of {sorted(splits)}" for s in p.profile.splits if s not in splits
+    ]
+    for i, cols in enumerate(p.profile.intersections):
+        out += [f"profile.intersections.{i}: '{c}' is not a column" for c in cols if c not in columns]
+    out += model_checks(p)
+    out += evaluation_checks(p, columns, splits)
+    feature_names = set(p.features.categorical) | set(p.features.numeric)
+    for i, name in enumerate(p.serving.prediction_log.redact):
+        if name not in feature_names:
+            out.append(f"serving.prediction_log.redact.{i}: '{name}' is not a model input (features)")
+    return out
+
+
+def model_checks(p: Params) -> list[str]:
+    out = []
+    if not p.models:
+        out.append("models: no model is configured (conf/config.yaml lists them under models.<name>)")
+    inputs = set(p.features.categorical) | set(p.features.numeric)
+    for name, cfg in p.models.items():
+        if cfg.name != name:
+            out.append(f"models.{name}.name: is {cfg.name!r}; it must equal its key")
+        if isinstance(cfg, MitigationModel):
+            base = p.models.get(cfg.base)
+            if base is None:
+                out.append(f"models.{name}.base: '{cfg.base}' is not a configured model ({sorted(p.models)})")
+            elif isinstance(base, MitigationModel):
+                out.append(
+                    f"models.{name}.base: '{cfg.base}' is itself a mitigation; mitigate a trained model"
+                )
+            if cfg.sensitive not in inputs:
+                out.append(f"models.{name}.sensitive: '{cfg.sensitive}' is not a model input (features)")
+    return out
+
+
+def evaluation_checks(p: Params, columns: set[str], splits: set[str]) -> list[str]:
+    ev, out = p.evaluation, []
+    if ev.split not in splits:
+        out.append(f"evaluation.split: '{ev.split}' is not one of {sorted(splits)}")
+    if ev.primary_metric not in METRICS:
+        out.append(f"evaluation.primary_metric: '{ev.primary_metric}' is not one of {list(METRICS)}")
+    for i, col in enumerate(ev.fairness.attributes):
+        if col not in columns:
+            out.append(f"evaluation.fairness.attributes.{i}: '{col}' is not a column of dataset.columns")
+    for i, cols in enumerate(ev.fairness.intersections):
+        out += [
+            f"evaluation.fairness.intersections.{i}: '{c}' is not a column" for c in cols if c not in columns
+        ]
+    slices = set(ev.fairness.attributes) | {" x ".join(c) for c in ev.fairness.intersections}
+    for name, gate in ev.gates.items():
+        problem = metric_path_problem(gate.metric, slices)
+        if problem:
+            out.append(f"evaluation.gates.{name}.metric: '{gate.metric}' {problem}")
+    return out
+
+
+def metric_path_problem(path: str, slices: set[str]) -> str:
+    """Why ``path`` names no metric the evaluate stage writes ('' when it does)."""
+    parts = path.split(".")
+    if parts[0] in METRICS and len(parts) == 1:
+        return ""
+    if parts[0] == "fairness":
+        if len(parts) != 3 or parts[1] not in slices or parts[2] not in DISPARITIES:
+            return f"is not fairness.<slice>.<disparity> with a slice in {sorted(slices)} and one of {DISPARITIES}"
+        return ""
+    if path == "latency.single_row.within_budget" or parts[0] == "behaviour":
+        return ""
+    return f"is not a metric the evaluate stage writes ({list(METRICS)}, fairness.*, latency.*, behaviour.*)"
+
+
+# -- _target_ checks: what the training stages will instantiate ----------------------------------------------
+
+
+def target_checks(p: Params) -> list[str]:
+    out = []
+    for name, cfg in p.models.items():
+        if isinstance(cfg, SklearnModel):
+            out += check_estimator(f"models.{name}.estimator", cfg.estimator)
+        elif isinstance(cfg, LightningModel):
+            out += check_target(
+                f"models.{name}.datamodule", cfg.datamodule, skip={"data_dir", "features", "seed"}
+            )
+            out += check_target(f"models.{name}.module", cfg.module, skip={"cardinalities", "n_numeric"})
+            for cb, spec in cfg.callbacks.items():
+                out += check_target(f"models.{name}.callbacks.{cb}", spec, skip={"dirpath"})
+    extra = p.trainer.model_extra or {}
+    if extra:
+        out += check_target("trainer", {"_target_": p.trainer.target, **extra}, skip=set())
+    return out
+
+
+def resolve(where: str, spec: dict[str, Any]) -> tuple[Any, str]:
+    target = spec.get("_target_")
+    if not isinstance(target, str) or "." not in target:
+        return None, f"{where}._target_: needs a dotted import path (got {target!r})"
+    module, _, attr = target.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module), attr), ""
+    except (ImportError, AttributeError) as err:
+        return None, f"{where}._target_: cannot import {target} ({err})"
+
+
+def check_target(where: str, spec: dict[str, Any], skip: set[str]) -> list[str]:
+    """Every argument is one the target accepts, of the type its annotation names (strictly)."""
+    cls, problem = resolve(where, spec)
+    if problem:
+        return [problem]
+    kwargs = {k: v for k, v in spec.items() if not k.startswith("_")}
+    try:
+        signature = inspect.signature(cls)
+    except (TypeError, ValueError):
+        return []
+    accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in signature.parameters.values())
+    out = []
+    for key in kwargs:
+        if key in skip:
+            out.append(f"{where}.{key}: set by the stage, not by config")
+        elif key not in signature.parameters and not accepts_any:
+            known = sorted(k for k in signature.parameters if k not in skip and k != "self")
+            out.append(f"{where}.{key}: {spec['_target_']} has no argument '{key}' (it takes {known})")
+    try:
+        hints = typing.get_type_hints(cls.__init__)
+    except Exception:  # unresolvable annotations: names were checked above
+        return out
+    for key, value in kwargs.items():
+        if key in hints and key not in skip:
+            try:
+                TypeAdapter(hints[key]).validate_python(value, strict=True)
+            except ValidationError as err:
+                for line in describe_errors(f"{where}.{key}", err):
+                    out.append(line.strip())
+            except Exception:  # an annotation pydantic cannot check (a protocol, a callable): skip it
+                continue
+    return out
+
+
+def check_estimator(where: str, spec: dict[str, Any]) -> list[str]:
+    """Build the scikit-learn estimator and run its own parameter validation (types and ranges)."""
+    cls, problem = resolve(where, spec)
+    if problem:
+        return [problem]
+    kwargs = {k: v for k, v in spec.items() if not k.startswith("_")}
+    try:
+        estimator = cls(**kwargs)
+    except TypeError as err:
+        return [f"{where}: {err}"]
+    validate = getattr(estimator, "_validate_params", None)
+    if validate is None or not hasattr(estimator, "_parameter_constraints"):
+        return check_target(where, spec, skip=set())
+    try:
+        validate()
+    except (ValueError, TypeError) as err:
+        bad = next((k for k in kwargs if f"'{k}'" in str(err)), None)
+        hint = yaml_hint(kwargs.get(bad), "float_type") if bad else ""
+        return [f"{where}{'.' + bad if bad else ''}: {err}" + (f"; {hint}" if hint else "")]
+    return []

@@ -1,0 +1,209 @@
+"""Every bad config value is one clean error, named by dotted key, before any expensive stage runs.
+
+Field case: ``dvc exp run -S serving.routing.challenger_weight=1.5`` trained every model, then crashed ``package``
+with a pydantic traceback. Now the whole of params.yaml is validated by ``make params`` and by the first DVC stage
+(``check_params``). Siblings: a bad value in every section, values YAML typed differently from what was meant
+(with a hint), references between sections, arguments of every ``_target_``; and a property over every leaf.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pipelines import check_params, compose
+from pipelines.core.config import ConfigError
+from pipelines.core.params import validate_params
+from tests.conftest import ROOT, copy_repo, run
+
+PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
+
+
+def patched(path: str, value: Any) -> dict[str, Any]:
+    """PARAMS with the value at dotted ``path`` replaced (list items by index)."""
+    out = copy.deepcopy(PARAMS)
+    *parents, last = path.split(".")
+    node: Any = out
+    for part in parents:
+        node = node[int(part)] if isinstance(node, list) else node[part]
+    if isinstance(node, list):
+        node[int(last)] = value
+    else:
+        node[last] = value
+    return out
+
+
+CASES = [
+    # (dotted key, bad value, words the error must contain)
+    (
+        "serving.routing.challenger_weight",
+        1.5,
+        ["serving.routing.challenger_weight", "less than or equal to 1", "1.5"],
+    ),
+    ("serving.routing.mode", "blue_green", ["serving.routing.mode", "'blue_green'"]),
+    ("serving.workers", "2", ["serving.workers", "'2' is text, not a number: remove the quotes"]),
+    ("serving.workers", True, ["serving.workers", "a boolean is not a number"]),
+    ("serving.port", 70000, ["serving.port", "70000"]),
+    ("serving.batching.max_batch_size", 10, ["max_batch_size (10) is smaller than input.max_batch_records"]),
+    ("serving.prediction_log.fields", ["request_id", "ssn"], ["serving.prediction_log.fields.1", "'ssn'"]),
+    ("serving.prediction_log.redact", ["salary"], ["serving.prediction_log.redact.0", "'salary'"]),
+    ("serving.decision_threshold", 0, ["serving.decision_threshold", "greater than 0"]),
+    ("report.plot_dpi", "100", ["report.plot_dpi", "remove the quotes"]),
+    ("report.repository", "not a url", ["report.repository", "'not a url'"]),
+    ("report.history_limit", None, ["report.history_limit"]),
+    ("trainer.max_epochs", 0, ["trainer.max_epochs", "greater than or equal to 1"]),
+    ("trainer.precision", 16.5, ["trainer.precision", "16.5"]),
+    ("trainer.deterministic", "yes", ["trainer.deterministic", "'yes'"]),
+    ("split.seed", -1, ["split.seed", "greater than or equal to 0"]),
+    ("split.seed", 2**40, ["split.seed", "less than or equal to 4294967295"]),
+    ("split.valid_fraction", "0.2", ["split.valid_fraction", "remove the quotes"]),
+    ("split.stratify", "target", ["split.stratify", "write a YAML list: [target]"]),
+    ("split.source", "training", ["split.source: 'training' is not a key of dataset.files"]),
+    ("dataset.version", 1.1, ["dataset.version", "YAML reads 1.1 unquoted as a number: quote it"]),
+    (
+        "dataset.contract.columns.sex.categories.0",
+        False,
+        ["dataset.contract.columns.sex.categories.0", "boolean"],
+    ),
+    ("dataset.format.quoting", "always", ["dataset.format.quoting", "'always'"]),
+    ("features.numeric.0", "salary", ["features.numeric.0: 'salary' is not a column"]),
+    ("features.categorical.0", "age", ["features.categorical.0: 'age' is a int column, not categorical"]),
+    ("profile.reference", "holdout", ["profile.reference: 'holdout' is not in profile.splits"]),
+    ("evaluation.primary_metric", "auc", ["evaluation.primary_metric: 'auc'"]),
+    (
+        "evaluation.fairness.attributes.0",
+        "gender",
+        ["evaluation.fairness.attributes.0: 'gender' is not a column"],
+    ),
+    ("evaluation.gates.dp_ratio_sex.metric", "fairness.sex.dp", ["evaluation.gates.dp_ratio_sex.metric"]),
+    ("evaluation.gates.min_roc_auc.severity", "fatal", ["evaluation.gates.min_roc_auc.severity", "'fatal'"]),
+    ("evaluation.bootstrap.resamples", 1.5, ["evaluation.bootstrap.resamples", "1.5"]),
+    (
+        "models.hgb.estimator.learning_rate",
+        "1e-3",
+        ["models.hgb.estimator.learning_rate", "write it with a decimal point"],
+    ),
+    ("models.hgb.estimator.max_iter", -5, ["models.hgb.estimator.max_iter", "-5"]),
+    (
+        "models.hgb.estimator._target_",
+        "sklearn.ensemble.NoSuchModel",
+        ["models.hgb.estimator._target_", "cannot import"],
+    ),
+    ("models.tabular_nn.module.dropout", "0.1", ["models.tabular_nn.module.dropout", "remove the quotes"]),
+    (
+        "models.tabular_nn.module.hidden_dims",
+        "256",
+        ["models.tabular_nn.module.hidden_dims", "write a YAML list"],
+    ),
+    ("models.tabular_nn.datamodule.batch_size", 0.5, ["models.tabular_nn.datamodule.batch_size", "0.5"]),
+    ("models.tabular_nn.callbacks.early_stopping.patience", "5", ["callbacks.early_stopping.patience"]),
+    ("models.tabular_nn.seed", 2**33, ["models.tabular_nn.seed"]),
+    ("models.hgb_fair.base", "xgb", ["models.hgb_fair.base: 'xgb' is not a configured model"]),
+    ("models.hgb_fair.constraint", "parity", ["models.hgb_fair.constraint", "'parity'"]),
+    ("models.logreg.name", "lr", ["models.logreg.name", "must equal its key"]),
+]
+
+
+@pytest.mark.parametrize(("key", "value", "words"), CASES, ids=[f"{k}={v!r}" for k, v, _ in CASES])
+def test_bad_value_is_named(key: str, value: Any, words: list[str]) -> None:
+    with pytest.raises(ConfigError) as err:
+        validate_params(patched(key, value))
+    message = str(err.value)
+    for w in words:
+        assert w in message, (w, message)
+
+
+def test_unknown_key_and_missing_section_are_named() -> None:
+    typo = copy.deepcopy(PARAMS)
+    typo["serving"]["routing"]["challenger_wieght"] = 0.1
+    with pytest.raises(
+        ConfigError, match=r"serving.routing.challenger_wieght: Extra inputs are not permitted"
+    ):
+        validate_params(typo)
+    with pytest.raises(ConfigError, match=r"report: Field required"):
+        validate_params({k: v for k, v in PARAMS.items() if k != "report"})
+    with pytest.raises(ConfigError, match="mapping of sections"):
+        validate_params(["not", "a", "mapping"])
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    bad = patched("serving.workers", 0)
+    bad["report"]["plot_dpi"] = 1
+    with pytest.raises(ConfigError) as err:
+        validate_params(bad)
+    message = str(err.value)
+    assert "serving.workers" in message and "report.plot_dpi" in message
+
+
+def test_committed_params_are_valid() -> None:
+    validate_params(PARAMS)
+
+
+def test_compose_refuses_to_write_a_bad_value(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "params.yaml"
+    out.write_text("previous\n")
+    with pytest.raises(SystemExit) as exited:
+        compose.main(["serving.routing.challenger_weight=1.5", "--output", str(out)])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert "ERROR [compose]" in err and "serving.routing.challenger_weight" in err and "(got 1.5)" in err
+    assert out.read_text() == "previous\n"
+
+
+def test_stage_writes_its_marker(tmp_path: Path) -> None:
+    check_params.main(["--out", str(tmp_path / "params.json")])
+    assert yaml.safe_load((tmp_path / "params.json").read_text())["valid"] is True
+
+
+# Property: any leaf replaced by a value of another YAML type is valid or one ConfigError naming that key.
+def leaves(node: Any, prefix: str = "") -> list[str]:
+    if isinstance(node, dict):
+        return [p for k, v in node.items() for p in leaves(v, f"{prefix}{k}.")]
+    if isinstance(node, list) and node:
+        return [p for i, v in enumerate(node) for p in leaves(v, f"{prefix}{i}.")]
+    return [prefix.rstrip(".")]
+
+
+LEAVES = [p for p in leaves(PARAMS) if p]
+WRONG = st.one_of(
+    st.booleans(),
+    st.none(),
+    st.integers(-(2**40), 2**40),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from(["", "no", "1e3", "0x10", "1.5", "-1", "text", "[a]"]),
+    st.lists(st.integers(), max_size=2),
+    st.dictionaries(st.sampled_from(["a", "_target_"]), st.integers(), max_size=1),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(key=st.sampled_from(LEAVES), value=WRONG)
+def test_any_leaf_of_any_type_is_valid_or_named(key: str, value: Any) -> None:
+    try:
+        validate_params(patched(key, value))
+    except ConfigError as err:
+        parent = key.rsplit(".", 1)[0]
+        section = key.split(".")[0]
+        text = str(err)
+        assert key in text or parent in text or f"  {section}" in text, (key, value, text)
+
+
+@pytest.mark.integration
+def test_bad_override_stops_before_any_stage(tmp_path: Path) -> None:
+    repo = copy_repo(tmp_path / "repo")
+    proc = run(["dvc", "exp", "run", "-S", "serving.routing.challenger_weight=1.5"], repo, check=False)
+    assert proc.returncode != 0
+    assert "ERROR [check_params]" in proc.stderr
+    assert (
+        "serving.routing.challenger_weight: Input should be less than or equal to 1 (got 1.5)" in proc.stderr
+    )
+    assert "Traceback" not in proc.stderr
+    assert [line for line in proc.stdout.splitlines() if line.startswith("Running stage")] == [
+        "Running stage 'check_params':"
+    ]
