@@ -31,10 +31,6 @@ from pipelines.core.model_config import EvaluationConfig
 from pipelines.core.training import read_split
 
 
-def with_ci(value: float | None, ci: tuple[float | None, float | None]) -> dict[str, float | None]:
-    return {"value": value, "ci_low": ci[0], "ci_high": ci[1]}
-
-
 def evaluate(predictor: Predictor, test: pd.DataFrame, cfg: EvaluationConfig) -> dict[str, Any]:
     """The full evaluation of ``predictor`` on ``test``."""
     target = predictor.features.target
@@ -62,7 +58,7 @@ def evaluate(predictor: Predictor, test: pd.DataFrame, cfg: EvaluationConfig) ->
         "positives": int(y.sum()),
         "threshold": cfg.threshold,
         "bootstrap": b.model_dump(),
-        "metrics": {k: with_ci(v, intervals[k]) for k, v in point.items()},
+        "metrics": {k: M.with_ci(v, intervals[k]) for k, v in point.items()},
         "confusion_matrix": M.confusion(y, p, cfg.threshold),
         "calibration": {"bins": M.reliability(y, p, cfg.calibration_bins)},
         "fairness": fairness.fairness_report(y, d, slices, cfg.fairness.min_group_size, intervals),

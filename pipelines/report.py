@@ -367,12 +367,15 @@ def pages(ctx: dict[str, Any]) -> dict[str, tuple[str, dict[str, Any]]]:
 
 
 def ci(entry: dict[str, Any] | None, digits: int = 3) -> str:
-    """``0.863 [0.858, 0.868]`` from a ``{"value", "ci_low", "ci_high"}`` entry."""
+    """``0.863 [0.858, 0.868]`` from a ``{"value", "ci_low", "ci_high"}`` entry; ``n/a`` when undefined, and a
+    dagger when the percentile interval was extended to include the estimate."""
     if not entry or entry.get("value") is None:
         return "n/a"
     text = f"{entry['value']:.{digits}f}"
     if entry.get("ci_low") is not None and entry.get("ci_high") is not None:
         text += f" [{entry['ci_low']:.{digits}f}, {entry['ci_high']:.{digits}f}]"
+        if entry.get("ci_extended"):
+            text += "†"
     return text
 
 

@@ -19,16 +19,32 @@ OPS = {">=": operator.ge, "<=": operator.le}
 LOWER_IS_BETTER = {"log_loss", "brier", "ece"}
 
 
-def lookup(metrics: dict[str, Any], path: str) -> float | None:
-    """The value at ``path`` (``a.b.c``); None when any part is missing or the value is null."""
+def node_at(metrics: dict[str, Any], path: str) -> Any:
+    """The node at ``path`` (``a.b.c``), or None when any part is missing."""
     node: Any = metrics
     for part in path.split("."):
         if not isinstance(node, dict) or part not in node:
             return None
         node = node[part]
+    return node
+
+
+def lookup(metrics: dict[str, Any], path: str) -> float | None:
+    """The value at ``path`` (``a.b.c``); None when any part is missing or the value is null (undefined)."""
+    node = node_at(metrics, path)
     if isinstance(node, dict):
         node = node.get("value")
     return None if node is None else float(node)
+
+
+def why_missing(metrics: dict[str, Any], path: str, model: str) -> str:
+    """The reason a gate has no value: the metric's own 'undefined' note, or that it is absent."""
+    node = node_at(metrics, path)
+    if isinstance(node, dict) and node.get("undefined"):
+        return f"{path} is undefined for {model}: {node['undefined']}; a gate cannot pass on an undefined value"
+    if node is not None:
+        return f"{path} is undefined for {model}; a gate cannot pass on an undefined value"
+    return f"{path} is missing from {model}'s metrics"
 
 
 @dataclass
@@ -94,7 +110,7 @@ def judge(
             effective,
             gate.severity,
             verdict,
-            f"{gate.metric} is missing from {name}'s metrics",
+            why_missing(metrics, gate.metric, name),
         )
     assert effective is not None
     ok = OPS[gate.op](value, effective)

@@ -1,5 +1,8 @@
 """Evaluation math: point metrics (scikit-learn), calibration error, and bootstrap intervals.
 
+A metric whose denominator is zero is undefined (NaN, reported as null): precision without positive decisions,
+recall without positives, ROC-AUC with one class; the bootstrap follows the same rule in every resample.
+
 The bootstrap draws ``resamples`` multinomial weight vectors over the test rows (each a resample with
 replacement) and evaluates every metric as a weighted metric, so the scores are sorted once for all resamples.
 With unit weights every weighted metric equals scikit-learn's (tests check this).
@@ -25,11 +28,11 @@ def point_metrics(y: np.ndarray, p: np.ndarray, threshold: float, bins: int) -> 
     d = (p >= threshold).astype(int)
     return {
         "accuracy": float(skm.accuracy_score(y, d)),
-        "precision": float(skm.precision_score(y, d, zero_division=0)),
-        "recall": float(skm.recall_score(y, d, zero_division=0)),
-        "f1": float(skm.f1_score(y, d, zero_division=0)),
+        "precision": float(skm.precision_score(y, d, zero_division=np.nan)),
+        "recall": float(skm.recall_score(y, d, zero_division=np.nan)),
+        "f1": float(skm.f1_score(y, d, zero_division=np.nan)),
         "roc_auc": float(skm.roc_auc_score(y, p)) if len(np.unique(y)) == 2 else float("nan"),
-        "pr_auc": float(skm.average_precision_score(y, p)),
+        "pr_auc": float(skm.average_precision_score(y, p)) if y.any() else float("nan"),
         "log_loss": float(skm.log_loss(y, np.clip(p, EPS, 1 - EPS), labels=[0, 1])),
         "brier": float(skm.brier_score_loss(y, p)),
         "ece": ece(y, p, bins),
@@ -123,9 +126,9 @@ def weighted_metrics(prep: Prepared, w: np.ndarray) -> dict[str, np.ndarray]:
     out: dict[str, np.ndarray] = {}
     with np.errstate(divide="ignore", invalid="ignore"):
         out["accuracy"] = (tp + (neg - fp)) / total
-        out["precision"] = np.where(tp + fp > 0, tp / (tp + fp), 0.0)
-        out["recall"] = np.where(pos > 0, tp / pos, 0.0)
-        out["f1"] = np.where(2 * tp + fp + fn > 0, 2 * tp / (2 * tp + fp + fn), 0.0)
+        out["precision"] = np.where(tp + fp > 0, tp / (tp + fp), np.nan)  # undefined, as in fairness
+        out["recall"] = np.where(pos > 0, tp / pos, np.nan)
+        out["f1"] = np.where(2 * tp + fp + fn > 0, 2 * tp / (2 * tp + fp + fn), np.nan)
         # ranking metrics over distinct scores, highest first
         ws = w[:, prep.order]
         ys = y[prep.order]
@@ -145,6 +148,24 @@ def weighted_metrics(prep: Prepared, w: np.ndarray) -> dict[str, np.ndarray]:
         gap = np.abs(w @ (onehot * p[:, None]) - w @ (onehot * y[:, None]))
         out["ece"] = gap.sum(axis=1) / total
     return out
+
+
+def with_ci(value: float | None, ci: tuple[float | None, float | None]) -> dict[str, Any]:
+    """``{"value", "ci_low", "ci_high"}`` with the estimate always inside its interval.
+
+    An undefined estimate (None or NaN) has no interval. A percentile interval can miss the estimate when the
+    statistic is biased under resampling (a disparity, max minus min over small groups, or ECE, grows in most
+    resamples): the interval is then extended to the estimate and ``ci_extended`` says so, rather than printing
+    an estimate outside its own interval.
+    """
+    if value is None or not np.isfinite(value):
+        return {"value": None, "ci_low": None, "ci_high": None}
+    lo, hi = ci
+    entry: dict[str, Any] = {"value": float(value), "ci_low": lo, "ci_high": hi}
+    if lo is not None and hi is not None and not lo <= value <= hi:
+        entry["ci_low"], entry["ci_high"] = min(lo, float(value)), max(hi, float(value))
+        entry["ci_extended"] = True
+    return entry
 
 
 def interval(values: np.ndarray, confidence: float) -> tuple[float | None, float | None]:
