@@ -15,6 +15,7 @@ and ``plots/{roc,pr,calibration,groups}.json`` (DVC plots).
 from __future__ import annotations
 
 import argparse
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,17 +23,25 @@ import numpy as np
 import pandas as pd
 
 from models.predictor import ArtifactError, CalibratedPredictor, Predictor, load_predictor, read_manifest
-from pipelines.core import fairness, latency, runlog
+from pipelines.core import behaviour, fairness, latency, runlog
 from pipelines.core import metrics as M
-from pipelines.core.config import load_params, section
+from pipelines.core.config import DatasetConfig, load_params, section
 from pipelines.core.errors import PipelineError, stage_main
 from pipelines.core.io import atomic_dir, to_json
 from pipelines.core.model_config import EvaluationConfig
 from pipelines.core.training import read_split
 
 
-def evaluate(predictor: Predictor, test: pd.DataFrame, cfg: EvaluationConfig) -> dict[str, Any]:
-    """The full evaluation of ``predictor`` on ``test``."""
+def evaluate(
+    predictor: Predictor,
+    test: pd.DataFrame,
+    cfg: EvaluationConfig,
+    categories: dict[str, list[str]] | None = None,
+    upper: Mapping[str, float | None] | None = None,
+) -> dict[str, Any]:
+    """The full evaluation of ``predictor`` on ``test``; ``categories`` and ``upper`` (per column, from the data
+    contract) bound the behavioural perturbations."""
+    categories, upper = categories or {}, upper or {}
     target = predictor.features.target
     y = test[target].astype(int).to_numpy()
     p = predictor.predict_proba(test)
@@ -80,6 +89,9 @@ def evaluate(predictor: Predictor, test: pd.DataFrame, cfg: EvaluationConfig) ->
     measured = latency.measure(
         predictor.predict_proba, test, lat.warmup, lat.single_row_repeats, lat.batch_size, lat.batch_repeats
     )
+    result["behaviour"] = behaviour.run(
+        predictor.predict_proba, test, cfg.behaviour, cfg.threshold, categories, upper
+    )
     result["latency_measured"] = measured  # a run record, never a tracked file (it varies by nature)
     result["latency"] = latency.verdict(measured, lat.budget_p95_ms)
     result["plots"] = {
@@ -111,6 +123,7 @@ def headline(name: str, info: dict[str, Any], result: dict[str, Any]) -> dict[st
     out |= result["metrics"]
     out["fairness"] = {s: {k: rep[k] for k in fairness.DISPARITIES} for s, rep in result["fairness"].items()}
     out["latency"] = result["latency"]
+    out["behaviour"] = behaviour.headline(result["behaviour"])
     if result["calibration"].get("before"):
         out["calibration_before"] = {
             k: result["calibration"]["before"][k] for k in ("ece", "brier", "log_loss")
@@ -140,7 +153,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--artifacts", type=Path, default=Path("artifacts/candidates"))
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
-    cfg = section(load_params(args.params), "evaluation", EvaluationConfig)
+    params = load_params(args.params)
+    cfg = section(params, "evaluation", EvaluationConfig)
+    dataset = section(params, "dataset", DatasetConfig)
+    rules = dataset.contract.columns
+    categories = {c: list(r.categories) for c, r in rules.items() if r.categories}
+    upper = {c: r.max for c, r in rules.items() if r.max is not None}
     out = args.out or Path("reports/eval") / args.model
     try:
         folder = args.artifacts / args.model
@@ -148,7 +166,7 @@ def main(argv: list[str] | None = None) -> None:
     except ArtifactError as err:
         raise PipelineError(str(err)) from None
     test = read_split(args.data, cfg.split)
-    result = evaluate(predictor, test, cfg)
+    result = evaluate(predictor, test, cfg, categories, upper)
     measured = result.pop("latency_measured")
     runlog.record("evaluate", args.model, {"latency": jsonable(measured)})
     with atomic_dir(out) as staging:

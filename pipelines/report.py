@@ -217,6 +217,23 @@ def measured_risks(ctx: dict[str, Any]) -> list[dict[str, Any]]:
                         "evidence": f"metrics/{name}.md",
                     }
                 )
+            if v["verdict"] in ("warn", "fail") and v["metric"].startswith("behaviour."):
+                kind = v["metric"].split(".")[1]
+                risks.append(
+                    {
+                        "title": f"Behavioural gate {v['gate']} {'warned' if v['verdict'] == 'warn' else 'failed'} for the {role} ({name})",
+                        # a counterfactual flip is a fairness finding; the others concern validity and robustness
+                        "nist": "MEASURE 2.11" if kind == "counterfactual" else "MEASURE 2.5",
+                        "description": f"{v['detail']}.",
+                        "likelihood": "high",
+                        "impact": "medium" if v["verdict"] == "warn" else "high",
+                        "owner": "ml",
+                        "status": "open",
+                        "mitigation": "Review the behavioural table on the model card; constrain the model "
+                        "(e.g. monotonic constraints) or accept the behaviour with a written reason.",
+                        "evidence": f"metrics/{name}.md",
+                    }
+                )
         ece = ctx["metrics"][name]["ece"]["value"]
         if ece is not None and ece > cfg["ece_threshold"]:
             risks.append(

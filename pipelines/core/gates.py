@@ -41,7 +41,9 @@ def why_missing(metrics: dict[str, Any], path: str, model: str) -> str:
     """The reason a gate has no value: the metric's own 'undefined' note, or that it is absent."""
     node = node_at(metrics, path)
     if isinstance(node, dict) and node.get("undefined"):
-        return f"{path} is undefined for {model}: {node['undefined']}; a gate cannot pass on an undefined value"
+        return (
+            f"{path} is undefined for {model}: {node['undefined']}; a gate cannot pass on an undefined value"
+        )
     if node is not None:
         return f"{path} is undefined for {model}; a gate cannot pass on an undefined value"
     return f"{path} is missing from {model}'s metrics"

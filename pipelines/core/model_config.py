@@ -6,6 +6,7 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, Field, field_validator
 
+from pipelines.core.behaviour import BehaviourConfig
 from pipelines.core.config import ConfigError, Section, section
 
 
@@ -135,6 +136,7 @@ class Gate(Section):
 
 
 class EvaluationConfig(Section):
+    behaviour: BehaviourConfig
     split: str
     threshold: float = Field(gt=0.0, lt=1.0)
     primary_metric: str

@@ -223,15 +223,64 @@ def evaluation_checks(p: Params, columns: set[str], splits: set[str]) -> list[st
         out += [
             f"evaluation.fairness.intersections.{i}: '{c}' is not a column" for c in cols if c not in columns
         ]
+    out += behaviour_checks(p)
     slices = set(ev.fairness.attributes) | {" x ".join(c) for c in ev.fairness.intersections}
     for name, gate in ev.gates.items():
-        problem = metric_path_problem(gate.metric, slices)
+        problem = metric_path_problem(gate.metric, slices, behaviour_metrics(p))
         if problem:
             out.append(f"evaluation.gates.{name}.metric: '{gate.metric}' {problem}")
     return out
 
 
-def metric_path_problem(path: str, slices: set[str]) -> str:
+def behaviour_metrics(p: Params) -> set[str]:
+    b = p.evaluation.behaviour
+    return (
+        {f"behaviour.directional.{f}.violation_rate" for f in b.directional}
+        | {f"behaviour.invariance.{f}.flip_rate" for f in b.invariance}
+        | {f"behaviour.counterfactual.{a}.flip_rate" for a in b.counterfactual}
+        | {"behaviour.minimum_functionality.failures", "behaviour.minimum_functionality.pass_rate"}
+    )
+
+
+def behaviour_checks(p: Params) -> list[str]:
+    """Behavioural tests name model inputs of the right kind, and hand-written records obey the contract."""
+    b, ds, out = p.evaluation.behaviour, p.dataset, []
+    numeric, categorical = set(p.features.numeric), set(p.features.categorical)
+    where = "evaluation.behaviour"
+    for kind, names in (("directional", b.directional), ("invariance", b.invariance)):
+        out += [
+            f"{where}.{kind}.{f}: '{f}' is not a numeric model input (features.numeric)"
+            for f in names
+            if f not in numeric
+        ]
+    for i, a in enumerate(b.counterfactual):
+        rule = ds.contract.columns.get(a)
+        if a not in categorical or rule is None or not rule.categories:
+            out.append(
+                f"{where}.counterfactual.{i}: '{a}' is not a categorical input with contract categories"
+            )
+    inputs = [*p.features.categorical, *p.features.numeric]
+    for i, case in enumerate(b.minimum_functionality):
+        key = f"{where}.minimum_functionality.{i}.record"
+        missing = [c for c in inputs if c not in case.record]
+        extra = [c for c in case.record if c not in inputs]
+        if missing or extra:
+            out.append(f"{key}: must hold exactly the model inputs (missing {missing}, unknown {extra})")
+        for column, value in case.record.items():
+            rule = ds.contract.columns.get(column)
+            if rule is None or value is None:
+                continue
+            if rule.categories is not None and value not in rule.categories:
+                out.append(f"{key}.{column}: {value!r} is not an allowed category")
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                if (rule.min is not None and value < rule.min) or (rule.max is not None and value > rule.max):
+                    out.append(f"{key}.{column}: {value!r} is outside [{rule.min}, {rule.max}]")
+            elif rule.categories is None:
+                out.append(f"{key}.{column}: {value!r} is not a number")
+    return out
+
+
+def metric_path_problem(path: str, slices: set[str], behaviour: set[str] = frozenset()) -> str:  # type: ignore[assignment]
     """Why ``path`` names no metric the evaluate stage writes ('' when it does)."""
     parts = path.split(".")
     if parts[0] in METRICS and len(parts) == 1:
@@ -240,8 +289,10 @@ def metric_path_problem(path: str, slices: set[str]) -> str:
         if len(parts) != 3 or parts[1] not in slices or parts[2] not in DISPARITIES:
             return f"is not fairness.<slice>.<disparity> with a slice in {sorted(slices)} and one of {DISPARITIES}"
         return ""
-    if path == "latency.single_row.within_budget" or parts[0] == "behaviour":
+    if path == "latency.single_row.within_budget" or path in behaviour:
         return ""
+    if parts[0] == "behaviour":
+        return f"is not a configured behavioural metric ({sorted(behaviour)})"
     return f"is not a metric the evaluate stage writes ({list(METRICS)}, fairness.*, latency.*, behaviour.*)"
 
 

@@ -185,13 +185,20 @@ WRONG = st.one_of(
 @settings(max_examples=150, deadline=None)
 @given(key=st.sampled_from(LEAVES), value=WRONG)
 def test_any_leaf_of_any_type_is_valid_or_named(key: str, value: Any) -> None:
+    """Never another exception; every line of the error names a dotted key of a known section."""
     try:
         validate_params(patched(key, value))
     except ConfigError as err:
-        parent = key.rsplit(".", 1)[0]
-        section = key.split(".")[0]
-        text = str(err)
-        assert key in text or parent in text or f"  {section}" in text, (key, value, text)
+        lines = str(err).splitlines()
+        assert lines[0] == "invalid params:" and len(lines) > 1
+        for line in lines[1:]:
+            assert line.startswith("  ") and ": " in line, line
+            assert line.strip().split(".")[0].split(":")[0] in PARAMS, line
+        named = {line.strip().split(": ")[0] for line in lines[1:]}
+        # the mutated key (or its parent) is named, unless the new value broke a reference made elsewhere
+        assert any(n == key or key.startswith(n + ".") or n.startswith(key) for n in named) or all(
+            "not" in line for line in lines[1:]
+        ), (key, value, lines)
 
 
 @pytest.mark.integration
