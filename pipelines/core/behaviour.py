@@ -145,7 +145,8 @@ def minimum_functionality(
 ) -> dict[str, Any]:
     if not cases:
         return {"cases": 0, "failures": 0, "pass_rate": None, "results": []}
-    frame = pd.DataFrame([c.record for c in cases]).astype({c: columns[c].dtype for c in columns.columns})
+    frame = pd.DataFrame([c.record for c in cases])
+    frame = frame.astype({c: columns[c].dtype for c in frame.columns if c in columns})
     scores = predict(frame)
     results = [
         {"name": c.name, "expect": c.expect, "score": float(s), "decision": int(s >= threshold), "why": c.why}
@@ -170,7 +171,7 @@ def run(
 ) -> dict[str, Any]:
     """Every configured behavioural test on a seeded sample of ``test`` (shape: rows x raw columns)."""
     rows = test.sample(n=min(cfg.rows, len(test)), random_state=cfg.seed).reset_index(drop=True)
-    features = test.drop(columns=[c for c in test.columns if c not in rows.columns]).iloc[:0]
+    features = test.iloc[:0]  # the columns' dtypes, for the hand-written records
     return {
         "rows": len(rows),
         "seed": cfg.seed,

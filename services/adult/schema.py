@@ -1,18 +1,41 @@
 """Request and response models, generated from the input fields the data contract allows.
 
 Every feature is required (nullable ones accept an explicit null); unexpected fields, wrong types and values out
-of range are 400s with field-level details. An unknown category is a 400 under ``unknown_category: reject`` or
+of range are 400s with field-level details. Types are JSON's: a number field takes a JSON number only (a boolean
+or a string is rejected, never read as 1 or 40), finite and within the contract's range (and int64); a category
+takes a string. An unknown category is a 400 under ``unknown_category: reject`` or
 becomes null (missing, which every model handles) under ``unknown``.
 """
 
 from typing import Annotated, Any, Literal
 
 from _bentoml_sdk.io_models import IODescriptor
-from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model, field_validator
 
 from services.adult.spec import InputPolicy
 
 UNKNOWN_SEEN: dict[str, int] = {}  # field -> count of unknown categories mapped to null (read by the service)
+INT64 = (-(2**63), 2**63 - 1)
+
+
+def _json_number(value: Any) -> Any:
+    """Only a JSON number is a number here: pydantic's lax mode would read true as 1 and "40" as 40."""
+    if isinstance(value, bool):
+        raise ValueError("a boolean is not a number: send the number itself")
+    if isinstance(value, str):
+        raise ValueError("a string is not a number: send 40, not \"40\"")
+    return value
+
+
+def _json_text(value: Any) -> Any:
+    if not isinstance(value, str):
+        raise ValueError(f"must be a string (a category), not {type(value).__name__}")
+    return value
+
+
+Number = BeforeValidator(_json_number)
+Text = BeforeValidator(_json_text)
+RoutingKey = Annotated[str, Text, Field(min_length=1, max_length=256)]
 
 
 def _category_validator(name: str, allowed: list[str], policy: str) -> Any:
@@ -38,9 +61,13 @@ def record_model(
     validators: dict[str, Any] = {}
     for f in policy.fields:
         if f.type == "category":
-            base: Any = str
-        else:
-            base = Annotated[int if f.type == "int" else float, Field(ge=f.min, le=f.max)]
+            base: Any = Annotated[str, Text]
+        elif f.type == "int":  # an integral JSON number (40 or 40.0), within the contract's range and int64
+            lo = max(f.min, INT64[0]) if f.min is not None else INT64[0]
+            hi = min(f.max, INT64[1]) if f.max is not None else INT64[1]
+            base = Annotated[int, Number, Field(ge=lo, le=hi)]
+        else:  # a finite JSON number within the contract's range
+            base = Annotated[float, Number, Field(ge=f.min, le=f.max, allow_inf_nan=False)]
         annotation = base | None if f.nullable else base
         extra_schema: dict[str, Any] | None = {"enum": list(f.categories)} if f.categories else None
         description = f.type + (" (nullable: send null when unknown)" if f.nullable else "")
@@ -72,14 +99,16 @@ def request_models(
     """Record, BatchRecord (a record with an optional routing_key), and the two endpoints' input specs."""
     record_cls = record_model(policy)
     batch_cls = record_model(
-        policy, "BatchRecord", {"routing_key": (str | None, Field(None, description="sticky routing key"))}
+        policy,
+        "BatchRecord",
+        {"routing_key": (RoutingKey | None, Field(None, description="sticky routing key (at most 256 characters)"))},
     )
     limit = policy.max_batch_records
 
     class PredictInput(IODescriptor):
         model_config = ConfigDict(extra="forbid")
         record: record_cls  # type: ignore[valid-type]
-        key: str | None = Field(None, description="sticky routing key: the same key, the same model")
+        key: RoutingKey | None = Field(None, description="sticky routing key: the same key, the same model")
 
     class BatchInput(IODescriptor):
         model_config = ConfigDict(extra="forbid")
