@@ -42,8 +42,7 @@ repro: $(STAMP) ## dvc repro without recomposing params.yaml
 
 serve: $(STAMP) ## serve the packaged champion (and challenger) on 127.0.0.1:$(PORT)
 	@test -f artifacts/serving/serving.json || $(BIN)/dvc repro package
-	BENTOML_HOME=$(CURDIR)/artifacts/bentoml ADULT_PREDICTION_LOG_DIR=$(CURDIR)/logs/predictions \
-	  $(BIN)/bentoml serve adult-income:latest --host 127.0.0.1 --port $(PORT)
+	$(BIN)/python -m services.serve --port $(PORT)
 
 site: $(STAMP) ## build the documentation site into site/build (runs what it needs)
 	$(BIN)/dvc repro report

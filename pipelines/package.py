@@ -229,6 +229,8 @@ def main(argv: list[str] | None = None) -> None:
         "batching": serving["batching"],
         "workers": serving["workers"],
         "threads": serving["threads"],
+        "native_threads": serving["native_threads"],
+        "overload": serving["overload"],
         "prediction_log": serving["prediction_log"],
         "port": serving["port"],
     }

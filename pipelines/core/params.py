@@ -33,7 +33,7 @@ from pipelines.core.model_config import (
     ModelConfig,
     SklearnModel,
 )
-from services.adult.spec import Batching, PredictionLog, Routing
+from services.adult.spec import Batching, Overload, PredictionLog, Routing
 
 FAMILIES: dict[str, type[ModelConfig]] = {
     "sklearn": SklearnModel,
@@ -72,6 +72,8 @@ class ServingConfig(Section):
     batching: Batching
     workers: int = Field(ge=1, le=64)
     threads: int = Field(ge=1, le=64)
+    native_threads: int = Field(ge=1, le=64)
+    overload: Overload
     prediction_log: PredictionLog
     port: int = Field(ge=1, le=65535)
 
@@ -183,9 +185,9 @@ def cross_checks(p: Params) -> list[str]:
     out += model_checks(p)
     out += evaluation_checks(p, columns, splits)
     feature_names = set(p.features.categorical) | set(p.features.numeric)
-    for i, name in enumerate(p.serving.prediction_log.redact):
+    for i, name in enumerate(p.serving.prediction_log.feature_fields):
         if name not in feature_names:
-            out.append(f"serving.prediction_log.redact.{i}: '{name}' is not a model input (features)")
+            out.append(f"serving.prediction_log.feature_fields.{i}: '{name}' is not a model input (features)")
     return out
 
 

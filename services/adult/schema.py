@@ -23,7 +23,7 @@ def _json_number(value: Any) -> Any:
     if isinstance(value, bool):
         raise ValueError("a boolean is not a number: send the number itself")
     if isinstance(value, str):
-        raise ValueError("a string is not a number: send 40, not \"40\"")
+        raise ValueError('a string is not a number: send 40, not "40"')
     return value
 
 
@@ -101,7 +101,12 @@ def request_models(
     batch_cls = record_model(
         policy,
         "BatchRecord",
-        {"routing_key": (RoutingKey | None, Field(None, description="sticky routing key (at most 256 characters)"))},
+        {
+            "routing_key": (
+                RoutingKey | None,
+                Field(None, description="sticky routing key (at most 256 characters)"),
+            )
+        },
     )
     limit = policy.max_batch_records
 

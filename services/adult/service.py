@@ -26,7 +26,8 @@ import pandas as pd
 from bentoml.exceptions import ServiceUnavailable
 
 from models.predictor import ArtifactError, Predictor, load_predictor, sha256_file
-from services.adult import schema
+from services.adult import runtime, schema
+from services.adult.guard import RequestGuard
 from services.adult.predlog import PredictionLogger
 from services.adult.routing import Role, Router
 from services.adult.spec import ModelRef, load_spec
@@ -69,8 +70,29 @@ UNKNOWN = bentoml.metrics.Counter(
 )
 READY = bentoml.metrics.Gauge(
     name="adult_model_ready",
-    documentation="1 when the model version loaded and matched its checksums",
+    documentation="1 when the model version loaded and matched its checksums in every live worker",
     labelnames=["model", "version", "role"],
+    multiprocess_mode="livemin",  # a dead worker's value goes with it (services/adult/runtime.py)
+)
+SHED = bentoml.metrics.Counter(
+    name="adult_shed_requests",
+    documentation="Requests answered 503/429 with Retry-After: admission (over max_in_flight), unavailable, rate",
+    labelnames=["reason"],
+)
+REJECTED = bentoml.metrics.Counter(
+    name="adult_rejected_requests",
+    documentation="Requests refused before scoring for their form (400 body, 405 method, 413 size, 415 type)",
+    labelnames=["status"],
+)
+LOG_WRITES = bentoml.metrics.Counter(
+    name="adult_prediction_log_writes",
+    documentation="Prediction-log lines, by outcome (ok or failed)",
+    labelnames=["outcome"],
+)
+LOG_HEALTHY = bentoml.metrics.Gauge(
+    name="adult_prediction_log_healthy",
+    documentation="1 while the prediction log can be written in every live worker",
+    multiprocess_mode="livemin",
 )
 
 
@@ -105,6 +127,7 @@ class AdultService:
         if SPEC.challenger is not None:
             self.refs["challenger"] = SPEC.challenger
         self.problems: list[str] = []
+        runtime.forget_dead_workers()
         stores = {"champion": self.champion_model, "challenger": self.challenger_model}
         for role, ref in self.refs.items():
             try:
@@ -117,6 +140,7 @@ class AdultService:
                 READY.labels(model=ref.name, version=ref.version, role=role).set(0)
                 self.problems.append(f"{role} {ref.tag}: {err}")
                 logger.error("NOT READY: %s model %s failed to load or verify: %s", role, ref.tag, err)
+        self.pools = runtime.limit_threads(SPEC.native_threads)  # after loading: torch's pool exists now
         self.router = Router(SPEC.routing, "challenger" in self.refs)
         self.pool = ThreadPoolExecutor(max_workers=max(2, SPEC.threads), thread_name_prefix="challenger")
         self.rng = random.Random()
@@ -126,12 +150,25 @@ class AdultService:
         if os.environ.get("ADULT_PREDICTION_LOG_DIR"):  # e.g. a mounted volume; relative paths follow the cwd
             log_cfg = log_cfg.model_copy(update={"dir": os.environ["ADULT_PREDICTION_LOG_DIR"]})
         self.log = PredictionLogger(log_cfg, worker)
+        LOG_HEALTHY.set(1 if self.log.healthy else 0)
+        if not self.log.healthy:
+            logger.error("prediction log %s cannot be written: %s", self.log.path, self.log.last_error)
+        logger.info("native thread pools: %s", self.pools)
         self.labels = {int(k): v for k, v in SPEC.labels.items()}
         self._unknown_seen: dict[str, int] = {}
         self._lock = threading.Lock()
 
     def __is_ready__(self) -> bool:
-        return not self.problems and "champion" in self.models
+        if self.problems or "champion" not in self.models:
+            return False
+        if SPEC.prediction_log.on_failure == "fail_closed" and not self.log.healthy:
+            self._log_result(self.log.write_probe())  # recovers as soon as the folder is writable again
+            return self.log.healthy
+        return True
+
+    def _log_result(self, ok: bool) -> None:
+        LOG_WRITES.labels(outcome="ok" if ok else "failed").inc()
+        LOG_HEALTHY.set(1 if ok else 0)
 
     # -- scoring ---------------------------------------------------------------------------------------------
 
@@ -212,7 +249,7 @@ class AdultService:
         decision = int(score >= SPEC.decision_threshold)
         if not shadow:
             PREDICTIONS.labels(model=ref.name, version=ref.version, role=role, decision=str(decision)).inc()
-        self.log.write(
+        logged = self.log.write(
             {
                 "request_id": rid,
                 "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
@@ -227,6 +264,12 @@ class AdultService:
                 "features": features,
             }
         )
+        if self.log.cfg.enabled:
+            self._log_result(logged)
+        if not logged and SPEC.prediction_log.on_failure == "fail_closed" and not shadow:
+            raise ServiceUnavailable(
+                f"prediction log cannot be written ({self.log.last_error}); policy fail_closed"
+            )
         return schema.Prediction(
             request_id=rid,
             score=score,
@@ -276,7 +319,7 @@ class AdultService:
         key: str | None = None,
     ) -> schema.Prediction:
         """Score one record. `key` makes routing sticky; the response names the model version that answered."""
-        rid = ctx.request.headers.get("x-request-id") or uuid.uuid4().hex
+        rid = runtime.request_id(ctx.request.headers.get("x-request-id"))
         [answer] = self._predict([record.model_dump()], [key], [rid])  # type: ignore[attr-defined]
         ctx.response.headers["X-Model-Version"] = answer.version
         ctx.response.headers["X-Request-ID"] = rid
@@ -293,3 +336,22 @@ class AdultService:
         rows = [r.model_dump() for r in records]  # type: ignore[attr-defined]
         keys = [row.pop("routing_key") for row in rows]
         return self._predict(rows, keys, [uuid.uuid4().hex for _ in rows])
+
+
+def _shed(reason: str) -> None:
+    SHED.labels(reason=reason).inc()
+
+
+def _rejected(status: int) -> None:
+    REJECTED.labels(status=str(status)).inc()
+
+
+AdultService.add_asgi_middleware(  # type: ignore[attr-defined]
+    RequestGuard,
+    paths=frozenset({"/predict", "/predict_batch"}),
+    max_in_flight=SPEC.overload.max_in_flight,
+    retry_after_s=SPEC.overload.retry_after_s,
+    max_body_bytes=SPEC.overload.max_body_bytes,
+    on_shed=_shed,
+    on_reject=_rejected,
+)

@@ -75,13 +75,25 @@ LOG_FIELDS = (
 )
 
 
+class Retention(Strict):
+    max_bytes: int = Field(ge=1024)  # a file is rotated when it would grow past this
+    backup_count: int = Field(ge=0)  # rotated files kept per worker
+    max_age_days: float = Field(gt=0)  # rotated files older than this are deleted
+
+
 class PredictionLog(Strict):
     enabled: bool
     dir: str = Field(min_length=1)
-    max_bytes: int = Field(ge=1024)
-    backup_count: int = Field(ge=0)
     fields: list[Literal[LOG_FIELDS]]  # type: ignore[valid-type]
-    redact: list[str] = Field(default_factory=list)
+    feature_fields: list[str]  # the input fields kept in `features` (an allowlist)
+    retention: Retention
+    on_failure: Literal["degrade", "fail_closed"]  # fail_closed: not ready while the log cannot be written
+
+
+class Overload(Strict):
+    max_in_flight: int = Field(ge=1)  # requests admitted per worker (queued or running); more get 503
+    retry_after_s: int = Field(ge=1, le=3600)  # the Retry-After of every 503 the service sends
+    max_body_bytes: int = Field(ge=1024)  # a larger request body gets 413
 
 
 class ServingSpec(Strict):
@@ -95,6 +107,8 @@ class ServingSpec(Strict):
     batching: Batching
     workers: int = Field(ge=1)
     threads: int = Field(ge=1)
+    native_threads: int = Field(ge=1)  # OpenMP, BLAS and torch threads per worker
+    overload: Overload
     prediction_log: PredictionLog
     port: int
 

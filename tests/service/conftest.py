@@ -19,9 +19,7 @@ import httpx
 import pandas as pd
 import pytest
 
-from pipelines.core.workspace import tool_env
-
-BENTOML = str(Path(sys.executable).parent / "bentoml")
+from pipelines.core.workspace import ROOT, tool_env
 
 
 def free_port() -> int:
@@ -40,26 +38,35 @@ def merge(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
 
 
 class Server:
-    """`bentoml serve adult-income:latest` with a patched spec, its own log folder and a free port."""
+    """The packaged bento served by `python -m services.serve` (what `make serve` runs) with a patched spec, its
+    own runtime folder, prediction-log folder and a free port."""
 
-    def __init__(self, home: Path, spec: dict[str, Any], workdir: Path, patch: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        home: Path,
+        spec: dict[str, Any],
+        workdir: Path,
+        patch: dict[str, Any],
+        log_dir: Path | None = None,
+    ) -> None:
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         self.spec = merge(spec, {"workers": 1, **patch})
         self.spec_path = workdir / "serving.json"
         self.spec_path.write_text(json.dumps(self.spec))
-        self.log_dir = workdir / "predictions"
+        self.log_dir = log_dir or workdir / "predictions"
+        self.runtime = workdir / "runtime"
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.out = workdir / "server.log"
-        env = tool_env(
-            BENTOML_HOME=str(home),
-            ADULT_SERVING_CONFIG=str(self.spec_path),
-            ADULT_PREDICTION_LOG_DIR=str(self.log_dir),
-        )
+        command = [
+            sys.executable, "-m", "services.serve", "--store", str(home), "--port", str(self.port),
+            "--spec", str(self.spec_path), "--log-dir", str(self.log_dir), "--runtime", str(self.runtime),
+        ]  # fmt: skip
         self.proc = subprocess.Popen(
-            [BENTOML, "serve", "adult-income:latest", "--host", "127.0.0.1", "--port", str(self.port)],
-            env=env,
+            command,
+            env=tool_env(),
+            cwd=ROOT,
             stdout=self.out.open("w"),
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -86,6 +93,15 @@ class Server:
 
     def log(self) -> str:
         return self.out.read_text(errors="replace")
+
+    def worker_pids(self) -> list[int]:
+        """The service's worker processes (children of the arbiter that run the service)."""
+        import psutil
+
+        arbiter = psutil.Process(self.proc.pid)
+        return sorted(
+            p.pid for p in arbiter.children(recursive=True) if "_bentoml_impl.worker" in " ".join(p.cmdline())
+        )
 
     def predictions(self) -> list[dict[str, Any]]:
         lines = []
@@ -153,8 +169,10 @@ def serve(
     home, spec, _ = packaged
     started: list[Server] = []
 
-    def start(patch: dict[str, Any] | None = None, home_override: Path | None = None) -> Server:
-        server = Server(home_override or home, spec, tmp_path_factory.mktemp("server"), patch or {})
+    def start(
+        patch: dict[str, Any] | None = None, home_override: Path | None = None, log_dir: Path | None = None
+    ) -> Server:
+        server = Server(home_override or home, spec, tmp_path_factory.mktemp("server"), patch or {}, log_dir)
         started.append(server)
         return server
 

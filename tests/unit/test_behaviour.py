@@ -65,8 +65,12 @@ def test_counterfactual_flip_rate_of_a_model_that_reads_only_sex() -> None:
 
 def test_minimum_functionality_counts_failures() -> None:
     cases = [
-        B.MinimumCase(name="rich", record={"capital_gain": 90000, "fnlwgt": 1, "sex": "Male"}, expect=1, why="w"),
-        B.MinimumCase(name="poor", record={"capital_gain": 90000, "fnlwgt": 1, "sex": "Male"}, expect=0, why="w"),
+        B.MinimumCase(
+            name="rich", record={"capital_gain": 90000, "fnlwgt": 1, "sex": "Male"}, expect=1, why="w"
+        ),
+        B.MinimumCase(
+            name="poor", record={"capital_gain": 90000, "fnlwgt": 1, "sex": "Male"}, expect=0, why="w"
+        ),
     ]
     r = B.minimum_functionality(gain, cases, ROWS.iloc[:0], 0.5)
     assert (r["cases"], r["failures"], r["pass_rate"]) == (2, 1, 0.5)

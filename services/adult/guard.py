@@ -1,0 +1,177 @@
+"""An ASGI middleware in front of the prediction endpoints: bad requests get a 4xx, overload a deliberate 503.
+
+BentoML parses the body itself, and some malformed requests reach it as a 500 (a multipart content type without a
+boundary, measured). Before a request reaches BentoML the guard checks what BentoML would choke on:
+
+- content type: JSON (``application/json``, ``application/*+json``) or none; anything else is 415;
+- size: a body over ``max_body_bytes`` is 413, refused before it is read whole;
+- encoding and syntax: the body must be UTF-8 JSON whose top level is an object (400 otherwise; deep nesting too);
+- admission: each worker admits ``max_in_flight`` requests at a time (queued or running); the next is shed with
+  503 and ``Retry-After`` (a bounded queue), counted by ``on_shed("admission")``.
+
+Every 503 or 429 leaving the endpoints (BentoML's adaptive batching sheds with 503 when its queue cannot meet the
+latency budget, and a worker that is not ready answers 503) gets a ``Retry-After`` header and is counted
+(``on_shed("unavailable")``). Error bodies have BentoML's
+shape: ``{"error": "..."}``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+MAX_DEPTH = 32  # a record is one level deep, a batch two; 32 leaves room and stops pathological nesting
+
+
+class RequestRejected(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+def json_type(content_type: str | None) -> bool:
+    if not content_type:
+        return True
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
+
+
+def depth(value: Any, limit: int = MAX_DEPTH) -> int:
+    """Nesting depth of parsed JSON, stopping at ``limit``."""
+    stack, deepest = [(value, 1)], 1
+    while stack:
+        node, level = stack.pop()
+        deepest = max(deepest, level)
+        if level >= limit:
+            return level
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
+        stack.extend((child, level + 1) for child in children)
+    return deepest
+
+
+def check_body(body: bytes) -> None:
+    """Raise RequestRejected(400) unless ``body`` is UTF-8 JSON with an object at the top."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise RequestRejected(
+            400, f"the body is not UTF-8 (byte {err.start}): send JSON encoded as UTF-8"
+        ) from None
+    try:
+        parsed = json.loads(text)
+    except RecursionError:
+        raise RequestRejected(400, f"the JSON nests deeper than {MAX_DEPTH} levels") from None
+    except ValueError as err:
+        raise RequestRejected(400, f"the body is not valid JSON: {err}") from None
+    if not isinstance(parsed, dict):
+        raise RequestRejected(400, f"the body must be a JSON object, not {type(parsed).__name__}")
+    if depth(parsed) >= MAX_DEPTH:
+        raise RequestRejected(400, f"the JSON nests deeper than {MAX_DEPTH} levels")
+
+
+class RequestGuard:
+    """See the module docstring. ``paths`` are the endpoints it guards; other paths pass through untouched."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        paths: frozenset[str],
+        max_in_flight: int,
+        retry_after_s: int,
+        max_body_bytes: int,
+        on_shed: Callable[[str], None] = lambda reason: None,
+        on_reject: Callable[[int], None] = lambda status: None,
+    ) -> None:
+        self.app = app
+        self.paths = paths
+        self.max_in_flight = max_in_flight
+        self.retry_after = str(retry_after_s).encode()
+        self.max_body_bytes = max_body_bytes
+        self.on_shed = on_shed
+        self.on_reject = on_reject
+        self.in_flight = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] not in self.paths:
+            await self.app(scope, receive, send)
+            return
+        if self.in_flight >= self.max_in_flight:
+            self.on_shed("admission")
+            await self.respond(send, 503, f"overloaded: {self.in_flight} requests in flight; retry later")
+            return
+        self.in_flight += 1
+        try:
+            await self.guarded(scope, receive, send)
+        finally:
+            self.in_flight -= 1
+
+    async def guarded(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        try:
+            if scope.get("method") != "POST":
+                raise RequestRejected(
+                    405, f"{scope.get('method')} is not allowed here: use POST with a JSON body"
+                )
+            if not json_type(headers.get("content-type")):
+                raise RequestRejected(415, f"content type {headers['content-type']!r}: send application/json")
+            declared = headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > self.max_body_bytes:
+                raise RequestRejected(
+                    413, f"the body has {declared} bytes; the limit is {self.max_body_bytes}"
+                )
+            body = await self.read(receive)
+            check_body(body)
+        except RequestRejected as rejected:
+            self.on_reject(rejected.status)
+            await self.respond(send, rejected.status, rejected.message)
+            return
+
+        sent = False
+
+        async def replay() -> Message:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        async def send_with_retry_after(message: Message) -> None:
+            if message["type"] == "http.response.start" and message["status"] in (429, 503):
+                names = {k.lower() for k, _ in message.get("headers", [])}
+                if b"retry-after" not in names:
+                    message = {
+                        **message,
+                        "headers": [*message.get("headers", []), (b"retry-after", self.retry_after)],
+                    }
+                self.on_shed("unavailable" if message["status"] == 503 else "rate")
+            await send(message)
+
+        await self.app(scope, replay, send_with_retry_after)
+
+    async def read(self, receive: Receive) -> bytes:
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise RequestRejected(400, "the client disconnected before sending the whole body")
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                raise RequestRejected(413, f"the body exceeds {self.max_body_bytes} bytes")
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+    async def respond(self, send: Send, status: int, message: str) -> None:
+        body = json.dumps({"error": message}).encode()
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        if status in (429, 503):
+            headers.append((b"retry-after", self.retry_after))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,381 @@
+"""The service under hostile input, overload and faults, against a real server started by `python -m services.serve`.
+
+Field cases: booleans scored as 1 and 0; a multipart body answered 500; batching's 503 without Retry-After; an
+unwritable prediction log crash-looping the workers or failing silently; a killed worker's gauges left behind; a
+second instance wiping the first one's counters; client request ids copied as they came (60 KB accepted); log files
+readable by anyone. Siblings of each kind, and a schema-driven fuzz of both endpoints (schemathesis).
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import shutil
+import signal
+import stat
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pandas as pd
+import pytest
+
+from tests.service.conftest import Server, records
+
+pytestmark = pytest.mark.integration
+ONE = {"routing": {"mode": "champion_only"}, "input": {"max_batch_records": 50}}
+
+
+@pytest.fixture(scope="module")
+def plain(serve: Any) -> Server:
+    return serve(ONE)
+
+
+@pytest.fixture(scope="module")
+def rows(packaged: tuple[Path, dict[str, Any], pd.DataFrame]) -> list[dict[str, Any]]:
+    return records(packaged[2], packaged[1], 200)
+
+
+def numeric_fields(spec: dict[str, Any]) -> list[str]:
+    return [f["name"] for f in spec["input"]["fields"] if f["type"] in ("int", "float")]
+
+
+# -- strict JSON types ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", [True, False, "40", "4e1", "", None, [40], {"v": 40}])
+def test_a_number_field_takes_only_a_json_number(
+    plain: Server, rows: list, packaged: tuple, value: Any
+) -> None:
+    for field in numeric_fields(packaged[1]):
+        for path, body in (
+            ("/predict", {"record": {**rows[0], field: value}}),
+            ("/predict_batch", {"records": [rows[0], {**rows[1], field: value}]}),
+        ):
+            response = plain.client.post(path, json=body)
+            assert response.status_code == 400, (field, value, response.text)
+            assert field in response.text
+
+
+@pytest.mark.parametrize(
+    ("raw", "field"),
+    [
+        ("NaN", "hours_per_week"),
+        ("Infinity", "capital_gain"),
+        ("-Infinity", "capital_loss"),
+        ("99999999999999999999", "capital_gain"),
+        ("1e400", "age"),
+        ("40.5", "hours_per_week"),
+    ],
+)
+def test_non_finite_huge_and_fractional_numbers_are_400(
+    plain: Server, rows: list, raw: str, field: str
+) -> None:
+    body = json.dumps({"record": {**rows[0], field: 0}}).replace(f'"{field}": 0', f'"{field}": {raw}')
+    response = plain.client.post("/predict", content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 400, response.text
+    assert field in response.text
+
+
+def test_integral_floats_are_numbers(plain: Server, rows: list) -> None:
+    as_float = {**rows[0], "age": float(rows[0]["age"])}
+    first = plain.client.post("/predict", json={"record": rows[0]}).json()["score"]
+    assert plain.client.post("/predict", json={"record": as_float}).json()["score"] == first
+
+
+@pytest.mark.parametrize("value", [1, True, ["Private"]])
+def test_a_category_takes_only_a_string(plain: Server, rows: list, value: Any) -> None:
+    response = plain.client.post("/predict", json={"record": {**rows[0], "workclass": value}})
+    assert response.status_code == 400 and "workclass" in response.text
+
+
+# -- no request makes a 5xx -------------------------------------------------------------------------------------
+
+BODY = b'{"record": {"age": 39}}'
+
+
+@pytest.mark.parametrize(
+    ("headers", "content", "status"),
+    [
+        ({"content-type": "multipart/form-data"}, BODY, 415),  # no boundary: BentoML's own parser gave 500
+        ({"content-type": "multipart/form-data; boundary=x"}, b"--x\r\n\r\n--x--", 415),
+        ({"content-type": "application/x-www-form-urlencoded"}, b"record=1", 415),
+        ({"content-type": "text/plain"}, BODY, 415),
+        ({"content-type": "application/octet-stream"}, b"\x00\x01", 415),
+        ({"content-type": "application/json"}, b"\xff\xfe{}", 400),
+        ({"content-type": "application/json; charset=utf-16"}, '{"record": {}}'.encode("utf-16"), 400),
+        ({"content-type": "application/json"}, b"", 400),
+        ({"content-type": "application/json"}, b"null", 400),
+        ({"content-type": "application/json"}, b'"text"', 400),
+        ({"content-type": "application/json"}, b"[" * 5000 + b"]" * 5000, 400),
+        ({"content-type": "application/json"}, b'{"record": ' + b"[" * 100 + b"]" * 100 + b"}", 400),
+        ({"content-type": "application/json"}, b'{"record": {"age": 1e999999}}', 400),
+        ({"content-type": "application/json"}, b'{"record": "\\ud800"}', 400),
+        ({"content-type": "application/json"}, b"{" + b'"a": 1, ' * 10 + b"}", 400),
+        ({"content-type": "application/json"}, b'{"record": {}}' + b" " * 3_000_000, 413),
+    ],
+)
+def test_malformed_requests_are_4xx(plain: Server, headers: dict, content: bytes, status: int) -> None:
+    for path in ("/predict", "/predict_batch"):
+        response = plain.client.post(path, content=content, headers=headers)
+        assert response.status_code == status, (path, response.status_code, response.text[:300])
+        assert response.json()["error"] or response.json()["detail"]
+
+
+def test_other_methods_are_405(plain: Server) -> None:
+    for method in ("GET", "PUT", "DELETE"):
+        assert plain.client.request(method, "/predict").status_code == 405
+
+
+def test_schema_fuzz_finds_no_server_error(plain: Server) -> None:
+    """Both endpoints, generated from the OpenAPI schema the server publishes: valid and invalid bodies."""
+    import schemathesis
+    from hypothesis import HealthCheck, given, settings
+    from schemathesis.generation import GenerationMode
+
+    schema = schemathesis.openapi.from_url(f"{plain.url}/docs.json")
+    errors: list[str] = []
+    for path in ("/predict", "/predict_batch"):
+        operation = schema[path]["POST"]
+        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+
+            @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+            @given(case=operation.as_strategy(generation_mode=mode))
+            def fuzz(case: Any) -> None:
+                response = case.call(base_url=plain.url, timeout=30)
+                if response.status_code >= 500:
+                    errors.append(f"{case.method} {case.path} {response.status_code}: {case.body!r:.300}")
+
+            fuzz()
+    assert errors == []
+
+
+# -- overload is shed deliberately -----------------------------------------------------------------------------
+
+
+def test_admission_sheds_with_retry_after_and_counts(serve: Any, rows: list) -> None:
+    # every request takes about 300 ms (the challenger is slowed on purpose and answers everything)
+    slow = {
+        "routing": {"mode": "canary", "challenger_weight": 1.0, "challenger_timeout_ms": 5000,
+                    "fault_injection": {"challenger_delay_ms": 300}},
+        "overload": {"max_in_flight": 2, "retry_after_s": 7},
+    }  # fmt: skip
+    server = serve(slow)
+    statuses: list[httpx.Response] = []
+
+    def call() -> None:
+        with httpx.Client(base_url=server.url, timeout=30) as c:
+            statuses.append(c.post("/predict", json={"record": rows[0]}))
+
+    threads = [threading.Thread(target=call) for _ in range(10)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    shed = [r for r in statuses if r.status_code == 503]
+    ok = [r for r in statuses if r.status_code == 200]
+    assert len(ok) >= 2 and len(shed) >= 4 and len(ok) + len(shed) == 10, [r.status_code for r in statuses]
+    assert all(r.headers["retry-after"] == "7" and "overloaded" in r.json()["error"] for r in shed)
+    assert server.metric("adult_shed_requests_total", reason="admission") == len(shed)
+    assert server.client.get("/readyz").status_code == 200  # health checks are never shed
+
+
+def test_batching_overload_is_a_503_with_retry_after(serve: Any, rows: list) -> None:
+    # a 1 ms batching window cannot hold many large batches: BentoML's dispatcher sheds with 503
+    server = serve(
+        {
+            "batching": {"max_latency_ms": 1},
+            "input": {"max_batch_records": 1000},
+            "overload": {"max_in_flight": 1000},
+        }
+    )
+    big = {"records": (rows * 5)[:1000]}
+    results: list[httpx.Response] = []
+
+    def call() -> None:
+        with httpx.Client(base_url=server.url, timeout=60) as c:
+            results.append(c.post("/predict_batch", json=big))
+
+    threads = [threading.Thread(target=call) for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    codes = [r.status_code for r in results]
+    assert set(codes) <= {200, 503}, codes
+    shed = [r for r in results if r.status_code == 503]
+    assert all(r.headers.get("retry-after") == "1" for r in shed)
+    assert server.metric("adult_shed_requests_total", reason="unavailable") == len(shed)
+
+
+# -- the prediction log: failures are counted and visible, files are private ------------------------------------
+
+
+def test_log_files_are_private_and_request_ids_bounded(plain: Server, rows: list) -> None:
+    ok = plain.client.post("/predict", json={"record": rows[0]}, headers={"X-Request-ID": "order-17:a.b_c"})
+    assert ok.json()["request_id"] == "order-17:a.b_c"
+    for bad in ("x" * 60_000, "has space", "semi;colon", "x" * 129, "ünïcode"):
+        response = plain.client.post(
+            "/predict", json={"record": rows[0]}, headers={"X-Request-ID": bad.encode("utf-8")}
+        )
+        rid = response.json()["request_id"]
+        assert (
+            response.status_code == 200
+            and rid != bad
+            and len(rid) == 32
+            and response.headers["x-request-id"] == rid
+        )
+    logged = plain.predictions()
+    assert all(len(line["request_id"]) <= 128 for line in logged)
+    assert stat.S_IMODE(plain.log_dir.stat().st_mode) == 0o700
+    for path in plain.log_dir.glob("predictions-*.jsonl*"):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_log_unwritable_at_start_degrades_and_recovers(serve: Any, rows: list, tmp_path: Path) -> None:
+    blocked = tmp_path / "logs"
+    blocked.write_text("a file where the log folder should be")
+    server = serve({**ONE, "prediction_log": {"on_failure": "degrade"}}, log_dir=blocked)
+    assert server.client.get("/readyz").status_code == 200  # the worker started (it used to crash-loop)
+    assert server.client.post("/predict", json={"record": rows[0]}).status_code == 200
+    assert server.metric("adult_prediction_log_writes_total", outcome="failed") >= 1
+    assert server.metric("adult_prediction_log_healthy") == 0
+    blocked.unlink()
+    assert server.client.post("/predict", json={"record": rows[1]}).status_code == 200
+    assert server.metric("adult_prediction_log_healthy") == 1 and len(server.predictions()) == 1
+
+
+def test_log_failure_fail_closed_is_not_ready_until_fixed(serve: Any, rows: list, tmp_path: Path) -> None:
+    folder = tmp_path / "logs"
+    server = serve({**ONE, "prediction_log": {"on_failure": "fail_closed"}}, log_dir=folder)
+    assert server.client.post("/predict", json={"record": rows[0]}).status_code == 200
+    shutil.rmtree(folder)
+    folder.write_text("the folder became a file: unwritable")  # root ignores permission bits, so not chmod
+    answer = server.client.post("/predict", json={"record": rows[0]})
+    assert answer.status_code == 503 and answer.headers["retry-after"] and "prediction log" in answer.text
+    assert server.client.get("/readyz").status_code == 503
+    folder.unlink()
+    assert server.client.get("/readyz").status_code == 200  # readiness probes the log and recovers
+    assert server.client.post("/predict", json={"record": rows[1]}).status_code == 200
+    assert server.metric("adult_prediction_log_writes_total", outcome="failed") >= 1
+
+
+def test_log_removed_mid_run_is_noticed_not_written_into_nothing(
+    serve: Any, rows: list, tmp_path: Path
+) -> None:
+    folder = tmp_path / "logs"
+    server = serve(ONE, log_dir=folder)
+    server.client.post("/predict", json={"record": rows[0]})
+    shutil.rmtree(folder)  # an open file whose folder is deleted: writes would vanish
+    assert server.client.post("/predict", json={"record": rows[1]}).status_code == 200
+    assert len(server.predictions()) == 1  # the logger re-created the folder and wrote the line there
+
+
+# -- per-process metric state ------------------------------------------------------------------------------------
+
+
+def test_a_killed_worker_leaves_no_gauges_behind(serve: Any, rows: list, packaged: tuple) -> None:
+    slow = {
+        "workers": 2,
+        "routing": {"mode": "canary", "challenger_weight": 1.0, "challenger_timeout_ms": 20000,
+                    "fault_injection": {"challenger_delay_ms": 8000}},
+    }  # fmt: skip
+    server = serve(slow)
+    before = server.worker_pids()
+    assert len(before) == 2
+    threading.Thread(
+        target=lambda: httpx.post(f"{server.url}/predict", json={"record": rows[0]}, timeout=30), daemon=True
+    ).start()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and server.metric("bentoml_service_request_in_progress") < 1:
+        time.sleep(0.1)
+    assert server.metric("bentoml_service_request_in_progress") == 1
+    for pid in before:
+        os.kill(pid, signal.SIGKILL)  # both: whichever holds the request dies mid-request
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        after = server.worker_pids()
+        if len(after) == 2 and not set(after) & set(before):
+            try:
+                if server.client.get("/readyz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+        time.sleep(0.5)
+    assert len(server.worker_pids()) == 2 and not set(server.worker_pids()) & set(before)
+    time.sleep(1)
+    text = server.client.get("/metrics").text
+    assert server.metric("bentoml_service_request_in_progress") == 0, text
+    assert server.metric("adult_model_ready", role="champion") == 1
+    stale = [
+        name
+        for name in os.listdir(server.runtime / "bentoml/prometheus_multiproc_dir")
+        if any(name.endswith(f"_{pid}.db") and name.startswith("gauge_live") for pid in before)
+    ]
+    assert stale == []
+
+
+def test_two_instances_keep_their_own_counters(serve: Any, rows: list) -> None:
+    first = serve(ONE)
+    for row in rows[:5]:
+        first.client.post("/predict", json={"record": row})
+    second = serve(ONE)
+    second.client.post("/predict", json={"record": rows[0]})
+    assert first.metric("adult_predictions_total") == 5 and second.metric("adult_predictions_total") == 1
+    assert first.runtime != second.runtime
+
+
+def test_native_pools_are_sized_from_the_spec(plain: Server) -> None:
+    line = next(line for line in plain.log().splitlines() if "native thread pools:" in line)
+    pools = ast.literal_eval(line.split("native thread pools:", 1)[1].strip())
+    assert pools and set(pools.values()) == {1}
+
+
+# -- serving never modifies the build ----------------------------------------------------------------------------
+
+
+def test_serving_leaves_dvc_and_git_clean(quick_repo: tuple[Path, str], tmp_path: Path, rows: list) -> None:
+    """`make serve`'s command in a copy of the built repository: serve, send requests, stop; nothing changed."""
+    import subprocess
+    import sys
+
+    from pipelines.core.workspace import tool_env
+    from tests.conftest import run
+    from tests.service.conftest import free_port
+
+    repo = Path(shutil.copytree(quick_repo[0], tmp_path / "repo", symlinks=True))
+    assert "up to date" in run(["dvc", "status"], repo).stdout
+    tracked = run(["git", "status", "--porcelain"], repo).stdout  # the experiment's results, uncommitted
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "services.serve", "--port", str(port)],
+        cwd=repo,
+        env=tool_env(),
+        stdout=(tmp_path / "serve.log").open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+            while time.monotonic() < deadline:
+                try:
+                    if client.get("/readyz").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                time.sleep(0.5)
+            for row in rows[:20]:
+                assert client.post("/predict", json={"record": row}).status_code == 200
+            assert client.post("/predict_batch", json={"records": rows[:20]}).status_code == 200
+            assert "adult_predictions_total" in client.get("/metrics").text
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+    assert "up to date" in run(["dvc", "status"], repo).stdout, (tmp_path / "serve.log").read_text()[-2000:]
+    assert run(["git", "status", "--porcelain"], repo).stdout == tracked  # logs/ and var/ are ignored
+    assert list((repo / "var/serve" / str(port) / "bentoml/prometheus_multiproc_dir").iterdir())
+    assert (repo / "logs/predictions").is_dir()
