@@ -1,7 +1,7 @@
 """Suite `serving`: the BentoML service against the in-process floor and a minimal Starlette/uvicorn app.
 
 All three serve the packaged champion, each logging every request (BentoML's access log, uvicorn's default
-access log). The BentoML service runs the built bento (`bentoml serve`, one worker,
+access log). The BentoML service runs the built bento as `make serve` does (`python -m services.serve`, one worker,
 champion-only routing so every request hits the same model as the others); the plain app is
 `benchmarks/plain_app.py` under uvicorn (one worker). The floor is `predict_proba` on a one-row frame in this
 process. Sequential latency: one request at a time, taking the paths in turn (floor, BentoML /predict,
@@ -9,7 +9,10 @@ process. Sequential latency: one request at a time, taking the paths in turn (fl
 connection each) send single-record requests back to back for a fixed count; "batched" posts each record to
 /predict_batch, where BentoML's adaptive batching merges concurrent requests; "unbatched" posts to /predict.
 Each configuration runs once per repeat; the tables show medians over the repeats. RSS is the resident memory of each server worker
-process after the load. Client and servers share this machine's cores.
+process after the load. Client and servers share this machine's cores. Contention: two servers, native thread pools of 1
+(serving.native_threads) and of one per core (the libraries' default), answer sequential single-record requests in
+turn, first on a quiet machine, then beside one busy process. Overload: 16 and 32 clients post 1,000-record batches
+at once to a server with the packaged spec; every answer must be 200 or 503 with Retry-After.
 """
 
 from __future__ import annotations
@@ -159,6 +162,109 @@ def med(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return {k: statistics.median(r[k] for r in runs) for k in runs[0]}
 
 
+def launch(home: Path, spec_path: Path, spec: dict[str, Any], workdir: Path) -> Proc:
+    """The bento served the way `make serve` serves it (services/serve.py), with ``spec``."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    spec_path.write_text(json.dumps(spec))
+    port = free_port()
+    command = [
+        sys.executable, "-m", "services.serve", "--store", str(home), "--port", str(port), "--spec",
+        str(spec_path), "--log-dir", str(workdir / "predictions"), "--runtime", str(workdir / "runtime"),
+    ]  # fmt: skip
+    return Proc(command, tool_env(), f"http://127.0.0.1:{port}", workdir / "server.log")
+
+
+BUSY = "import itertools\nfor _ in itertools.count():\n    pass\n"
+
+
+def contention(
+    home: Path, spec: dict[str, Any], payloads: list[Any], tmpdir: Path, requests: int
+) -> dict[str, Any]:
+    """Sequential /predict with native pools of 1 thread (the spec) and of one per core (the libraries'
+    default), side by side, first on a quiet machine, then beside one busy process (a pure-Python loop)."""
+    cores = os.cpu_count() or 2
+    servers = {
+        f"native_threads={n}": launch(
+            home,
+            tmpdir / f"contention-{n}.json",
+            {
+                **spec,
+                "workers": 1,
+                "native_threads": n,
+                "routing": {**spec["routing"], "mode": "champion_only"},
+            },
+            tmpdir / f"contention-{n}",
+        )
+        for n in (1, cores)
+    }
+    out: dict[str, Any] = {"cores": cores, "requests": requests}
+    try:
+        for phase in ("quiet", "one busy process"):
+            busy = subprocess.Popen([sys.executable, "-c", BUSY]) if phase != "quiet" else None
+            try:
+                time.sleep(0.5)
+                clients = {k: httpx.Client(base_url=s.url, timeout=120) for k, s in servers.items()}
+                times: dict[str, list[float]] = {k: [] for k in servers}
+                for i in range(requests):
+                    for label, client in clients.items():
+                        start = time.perf_counter()
+                        client.post("/predict", json=payloads[i % len(payloads)])
+                        times[label].append((time.perf_counter() - start) * 1000)
+                for client in clients.values():
+                    client.close()
+            finally:
+                if busy is not None:
+                    busy.kill()
+                    busy.wait()
+            out[phase] = {k: {"p50_ms": pct(t, 50), "p99_ms": pct(t, 99)} for k, t in times.items()}
+    finally:
+        for server in servers.values():
+            server.stop()
+    return out
+
+
+def overload(home: Path, spec: dict[str, Any], rows: list[Any], tmpdir: Path) -> dict[str, Any]:
+    """16 and 32 clients each posting 1,000-record batches at once: every answer is 200 or a 503 with
+    Retry-After; nothing else (the spec's own batching and admission settings)."""
+    server = launch(
+        home,
+        tmpdir / "overload.json",
+        {**spec, "routing": {**spec["routing"], "mode": "champion_only"}},
+        tmpdir / "overload",
+    )
+    big = {"records": (rows * (1000 // len(rows) + 1))[:1000]}
+    out: dict[Any, Any] = {}
+    try:
+        for clients in (16, 32):
+
+            async def burst(n: int = clients) -> list[httpx.Response]:
+                async with httpx.AsyncClient(base_url=server.url, timeout=120) as http:
+                    return await asyncio.gather(*(http.post("/predict_batch", json=big) for _ in range(n)))
+
+            start = time.perf_counter()
+            answers = asyncio.run(burst())
+            elapsed = time.perf_counter() - start
+            codes = [a.status_code for a in answers]
+            out[clients] = {
+                "ok": codes.count(200),
+                "shed_503": codes.count(503),
+                "shed_with_retry_after": sum(
+                    a.status_code == 503 and "retry-after" in a.headers for a in answers
+                ),
+                "other": sum(c not in (200, 503) for c in codes),
+                "seconds": elapsed,
+            }
+        metrics = httpx.get(server.url + "/metrics", timeout=10).text
+        out["counted_in_metrics"] = sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in metrics.splitlines()
+            if line.startswith("adult_shed_requests_total{")
+        )
+    finally:
+        server.stop()
+    return out
+
+
 def run(repeats: int) -> dict[str, Any]:
     subprocess.run(
         [str(Path(sys.executable).parent / "dvc"), "repro", "package"],
@@ -184,25 +290,8 @@ def run(repeats: int) -> dict[str, Any]:
         tmpdir = Path(tmp)
         bento_spec = {**spec, "workers": 1, "routing": {**spec["routing"], "mode": "champion_only"}}
         (tmpdir / "serving.json").write_text(json.dumps(bento_spec))
-        bento_port, plain_port = free_port(), free_port()
-        bento = Proc(
-            [
-                str(Path(sys.executable).parent / "bentoml"),
-                "serve",
-                "adult-income:latest",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(bento_port),
-            ],
-            tool_env(
-                BENTOML_HOME=str(home),
-                ADULT_SERVING_CONFIG=str(tmpdir / "serving.json"),
-                ADULT_PREDICTION_LOG_DIR=str(tmpdir / "predictions"),
-            ),
-            f"http://127.0.0.1:{bento_port}",
-            tmpdir / "bento.log",
-        )
+        plain_port = free_port()
+        bento = launch(home, tmpdir / "serving.json", bento_spec, tmpdir / "bento")
         plain = Proc(
             [
                 str(Path(sys.executable).parent / "uvicorn"),
@@ -253,6 +342,8 @@ def run(repeats: int) -> dict[str, Any]:
         finally:
             bento.stop()
             plain.stop()
+        result["contention"] = contention(home, spec, [{"record": r} for r in rows], tmpdir, 100)
+        result["overload"] = overload(home, spec, rows, tmpdir)
     s, c = result["sequential"], result["concurrent"]
     result["ratios"] = {
         "bentoml_p50_over_plain_p50": statistics.median(result["p50_ratio_runs"]),

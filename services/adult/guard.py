@@ -87,6 +87,7 @@ class RequestGuard:
         max_body_bytes: int,
         on_shed: Callable[[str], None] = lambda reason: None,
         on_reject: Callable[[int], None] = lambda status: None,
+        explain_503: Callable[[], str | None] = lambda: None,
     ) -> None:
         self.app = app
         self.paths = paths
@@ -95,6 +96,7 @@ class RequestGuard:
         self.max_body_bytes = max_body_bytes
         self.on_shed = on_shed
         self.on_reject = on_reject
+        self.explain_503 = explain_503
         self.in_flight = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -141,15 +143,30 @@ class RequestGuard:
                 return {"type": "http.request", "body": body, "more_body": False}
             return await receive()
 
+        shedding, replacement = False, b""
+
         async def send_with_retry_after(message: Message) -> None:
+            # BentoML words every 5xx as "an unexpected error"; a 503 here is deliberate, so say why
+            nonlocal shedding, replacement
             if message["type"] == "http.response.start" and message["status"] in (429, 503):
-                names = {k.lower() for k, _ in message.get("headers", [])}
-                if b"retry-after" not in names:
-                    message = {
-                        **message,
-                        "headers": [*message.get("headers", []), (b"retry-after", self.retry_after)],
-                    }
+                shedding = True
                 self.on_shed("unavailable" if message["status"] == 503 else "rate")
+                reason = self.explain_503() or "overloaded: the batching queue cannot meet its latency budget"
+                replacement = json.dumps({"error": f"{reason}; retry later"}).encode()
+                headers = [
+                    (k, v)
+                    for k, v in message.get("headers", [])
+                    if k.lower() not in (b"content-length", b"retry-after")
+                ]
+                headers += [
+                    (b"content-length", str(len(replacement)).encode()),
+                    (b"retry-after", self.retry_after),
+                ]
+                message = {**message, "headers": headers}
+            elif message["type"] == "http.response.body" and shedding:
+                if message.get("more_body", False):
+                    return  # the original body is replaced as a whole
+                message = {**message, "body": replacement}
             await send(message)
 
         await self.app(scope, replay, send_with_retry_after)

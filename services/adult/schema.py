@@ -20,6 +20,8 @@ INT64 = (-(2**63), 2**63 - 1)
 
 def _json_number(value: Any) -> Any:
     """Only a JSON number is a number here: pydantic's lax mode would read true as 1 and "40" as 40."""
+    if value is None:
+        raise ValueError("null is not allowed: the contract allows no missing value in this field")
     if isinstance(value, bool):
         raise ValueError("a boolean is not a number: send the number itself")
     if isinstance(value, str):
@@ -28,6 +30,8 @@ def _json_number(value: Any) -> Any:
 
 
 def _json_text(value: Any) -> Any:
+    if value is None:
+        raise ValueError("null is not allowed: the contract allows no missing value in this field")
     if not isinstance(value, str):
         raise ValueError(f"must be a string (a category), not {type(value).__name__}")
     return value

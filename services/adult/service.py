@@ -155,8 +155,17 @@ class AdultService:
             logger.error("prediction log %s cannot be written: %s", self.log.path, self.log.last_error)
         logger.info("native thread pools: %s", self.pools)
         self.labels = {int(k): v for k, v in SPEC.labels.items()}
+        INSTANCE.append(self)  # the request guard asks it why a 503 happened
         self._unknown_seen: dict[str, int] = {}
         self._lock = threading.Lock()
+
+    def unavailable_reason(self) -> str | None:
+        """Why this worker answers 503, in words for the client (None: overload)."""
+        if self.problems or "champion" not in self.models:
+            return "model not ready: " + "; ".join(self.problems)
+        if SPEC.prediction_log.on_failure == "fail_closed" and not self.log.healthy:
+            return f"prediction log cannot be written ({self.log.last_error}); policy fail_closed"
+        return None
 
     def __is_ready__(self) -> bool:
         if self.problems or "champion" not in self.models:
@@ -338,6 +347,13 @@ class AdultService:
         return self._predict(rows, keys, [uuid.uuid4().hex for _ in rows])
 
 
+INSTANCE: list[AdultService] = []
+
+
+def _explain_503() -> str | None:
+    return INSTANCE[-1].unavailable_reason() if INSTANCE else None
+
+
 def _shed(reason: str) -> None:
     SHED.labels(reason=reason).inc()
 
@@ -354,4 +370,5 @@ AdultService.add_asgi_middleware(  # type: ignore[attr-defined]
     max_body_bytes=SPEC.overload.max_body_bytes,
     on_shed=_shed,
     on_reject=_rejected,
+    explain_503=_explain_503,
 )

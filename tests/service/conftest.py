@@ -98,10 +98,16 @@ class Server:
         """The service's worker processes (children of the arbiter that run the service)."""
         import psutil
 
-        arbiter = psutil.Process(self.proc.pid)
-        return sorted(
-            p.pid for p in arbiter.children(recursive=True) if "_bentoml_impl.worker" in " ".join(p.cmdline())
-        )
+        pids = []
+        for child in psutil.Process(self.proc.pid).children(recursive=True):
+            try:
+                if child.status() != psutil.STATUS_ZOMBIE and "_bentoml_impl.worker" in " ".join(
+                    child.cmdline()
+                ):
+                    pids.append(child.pid)
+            except psutil.Error:  # exited while we looked
+                continue
+        return sorted(pids)
 
     def predictions(self) -> list[dict[str, Any]]:
         lines = []

@@ -72,7 +72,7 @@ def _expect_400(
 @pytest.mark.parametrize(
     ("case", "change", "loc", "words"),
     [
-        ("wrong type", {"age": "forty"}, ["record", "age"], "valid integer"),
+        ("wrong type", {"age": "forty"}, ["record", "age"], "a string is not a number"),
         ("out of range", {"age": 5}, ["record", "age"], "greater than or equal to 17"),
         ("negative", {"capital_gain": -1}, ["record", "capital_gain"], "greater than or equal to 0"),
         ("fraction in int", {"hours_per_week": 40.5}, ["record", "hours_per_week"], "integer"),
@@ -82,7 +82,7 @@ def _expect_400(
             ["record", "workclass"],
             "unknown category 'Space-agency'",
         ),
-        ("null in non-nullable", {"sex": None}, ["record", "sex"], "valid string"),
+        ("null in non-nullable", {"sex": None}, ["record", "sex"], "null is not allowed"),
         ("unexpected field", {"favourite_colour": "blue"}, ["record", "favourite_colour"], "Extra inputs"),
         ("missing field", {"age": ...}, ["record", "age"], "Field required"),
     ],
