@@ -23,8 +23,10 @@ else
   fail "not running as root and sudo is not available"
 fi
 echo "[browser] $CHROMIUM is missing: installing Debian's $PACKAGE with apt-get"
-"${SUDO[@]}" apt-get update -qq || fail "apt-get update failed"
+out=$(mktemp)
+trap 'rm -f "$out"' EXIT
+"${SUDO[@]}" apt-get update -qq >"$out" 2>&1 || { tail -n 20 "$out" >&2; fail "apt-get update failed"; }
 "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$PACKAGE" \
-  || fail "apt-get install $PACKAGE failed"
+  >"$out" 2>&1 || { tail -n 20 "$out" >&2; fail "apt-get install $PACKAGE failed"; }
 [ -x "$CHROMIUM" ] || fail "apt-get installed $PACKAGE but $CHROMIUM is still missing"
 echo "[browser] installed $("$CHROMIUM" --version 2>/dev/null || echo "$PACKAGE")"
