@@ -58,7 +58,9 @@ def main(argv: list[str] | None = None) -> None:
     cfg = model_for_stage(params, args.model, LightningModel, "train")
     out = args.out or Path("artifacts/candidates") / args.model
     logs = args.logs or Path("reports/train") / args.model
-    checkpoints = args.checkpoints or Path("artifacts/checkpoints") / args.model
+    # Lightning's checkpoints hold absolute paths and callback state: scratch state of this run, kept outside every
+    # DVC output (they made two cold runs in two clones differ); the exported predictor is the artifact.
+    checkpoints = args.checkpoints or Path("var/train") / args.model / "checkpoints"
     features = feature_spec(params)
 
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
