@@ -185,3 +185,17 @@ def serve(
     yield start
     for server in started:
         server.stop()
+
+
+CHAMPION_ONLY = {"routing": {"mode": "champion_only"}, "input": {"max_batch_records": 50}}
+
+
+@pytest.fixture(scope="module")
+def plain(serve: Any) -> Server:
+    """One worker, champion only, batches of at most 50 records."""
+    return serve(CHAMPION_ONLY)
+
+
+@pytest.fixture(scope="module")
+def rows(packaged: tuple[Path, dict[str, Any], pd.DataFrame]) -> list[dict[str, Any]]:
+    return records(packaged[2], packaged[1], 1200)

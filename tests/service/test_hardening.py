@@ -20,23 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pandas as pd
 import pytest
 
-from tests.service.conftest import Server, records
+from tests.service.conftest import CHAMPION_ONLY, Server
 
 pytestmark = pytest.mark.integration
-ONE = {"routing": {"mode": "champion_only"}, "input": {"max_batch_records": 50}}
-
-
-@pytest.fixture(scope="module")
-def plain(serve: Any) -> Server:
-    return serve(ONE)
-
-
-@pytest.fixture(scope="module")
-def rows(packaged: tuple[Path, dict[str, Any], pd.DataFrame]) -> list[dict[str, Any]]:
-    return records(packaged[2], packaged[1], 200)
 
 
 def numeric_fields(spec: dict[str, Any]) -> list[str]:
@@ -238,7 +226,7 @@ def test_log_files_are_private_and_request_ids_bounded(plain: Server, rows: list
 def test_log_unwritable_at_start_degrades_and_recovers(serve: Any, rows: list, tmp_path: Path) -> None:
     blocked = tmp_path / "logs"
     blocked.write_text("a file where the log folder should be")
-    server = serve({**ONE, "prediction_log": {"on_failure": "degrade"}}, log_dir=blocked)
+    server = serve({**CHAMPION_ONLY, "prediction_log": {"on_failure": "degrade"}}, log_dir=blocked)
     assert server.client.get("/readyz").status_code == 200  # the worker started (it used to crash-loop)
     assert server.client.post("/predict", json={"record": rows[0]}).status_code == 200
     assert server.metric("adult_prediction_log_writes_total", outcome="failed") >= 1
@@ -250,7 +238,7 @@ def test_log_unwritable_at_start_degrades_and_recovers(serve: Any, rows: list, t
 
 def test_log_failure_fail_closed_is_not_ready_until_fixed(serve: Any, rows: list, tmp_path: Path) -> None:
     folder = tmp_path / "logs"
-    server = serve({**ONE, "prediction_log": {"on_failure": "fail_closed"}}, log_dir=folder)
+    server = serve({**CHAMPION_ONLY, "prediction_log": {"on_failure": "fail_closed"}}, log_dir=folder)
     assert server.client.post("/predict", json={"record": rows[0]}).status_code == 200
     shutil.rmtree(folder)
     folder.write_text("the folder became a file: unwritable")  # root ignores permission bits, so not chmod
@@ -267,7 +255,7 @@ def test_log_removed_mid_run_is_noticed_not_written_into_nothing(
     serve: Any, rows: list, tmp_path: Path
 ) -> None:
     folder = tmp_path / "logs"
-    server = serve(ONE, log_dir=folder)
+    server = serve(CHAMPION_ONLY, log_dir=folder)
     server.client.post("/predict", json={"record": rows[0]})
     shutil.rmtree(folder)  # an open file whose folder is deleted: writes would vanish
     assert server.client.post("/predict", json={"record": rows[1]}).status_code == 200
@@ -319,10 +307,10 @@ def test_a_killed_worker_leaves_no_gauges_behind(serve: Any, rows: list, package
 
 
 def test_two_instances_keep_their_own_counters(serve: Any, rows: list) -> None:
-    first = serve(ONE)
+    first = serve(CHAMPION_ONLY)
     for row in rows[:5]:
         first.client.post("/predict", json={"record": row})
-    second = serve(ONE)
+    second = serve(CHAMPION_ONLY)
     second.client.post("/predict", json={"record": rows[0]})
     assert first.metric("adult_predictions_total") == 5 and second.metric("adult_predictions_total") == 1
     assert first.runtime != second.runtime

@@ -14,20 +14,9 @@ import pytest
 from models.predictor import load_predictor
 from services.adult.routing import Router
 from services.adult.spec import Routing
-from tests.service.conftest import Server, records
+from tests.service.conftest import CHAMPION_ONLY, Server
 
 pytestmark = pytest.mark.integration
-CHAMPION_ONLY = {"routing": {"mode": "champion_only"}, "input": {"max_batch_records": 50}}
-
-
-@pytest.fixture(scope="module")
-def plain(serve: Any) -> Server:
-    return serve(CHAMPION_ONLY)
-
-
-@pytest.fixture(scope="module")
-def rows(packaged: tuple[Path, dict[str, Any], pd.DataFrame]) -> list[dict[str, Any]]:
-    return records(packaged[2], packaged[1], 1200)
 
 
 def test_predict_matches_the_champion_in_process(plain: Server, rows: list, packaged: tuple) -> None:
