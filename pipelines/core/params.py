@@ -313,9 +313,34 @@ def target_checks(p: Params) -> list[str]:
             out += check_target(f"models.{name}.module", cfg.module, skip={"cardinalities", "n_numeric"})
             for cb, spec in cfg.callbacks.items():
                 out += check_target(f"models.{name}.callbacks.{cb}", spec, skip={"dirpath"})
+    out += trainer_checks(p.trainer)
     extra = p.trainer.model_extra or {}
     if extra:
         out += check_target("trainer", {"_target_": p.trainer.target, **extra}, skip=set())
+    return out
+
+
+def trainer_checks(trainer: TrainerConfig) -> list[str]:
+    """The strategy and devices Lightning will accept (its own registry of strategies)."""
+    from pytorch_lightning.strategies import StrategyRegistry
+
+    out = []
+    known = ["auto", *StrategyRegistry.available_strategies()]
+    if trainer.strategy not in known:
+        out.append(
+            f"trainer.strategy: {trainer.strategy!r} is not a Lightning strategy (one of {known[:8]}, ...)"
+        )
+    devices = trainer.devices
+    if (
+        isinstance(devices, str)
+        and devices != "auto"
+        and not all(p.strip().isdigit() for p in devices.split(","))
+    ):
+        out.append(
+            f"trainer.devices: {devices!r} is not 'auto', a count, or a comma-separated list of indices"
+        )
+    if (isinstance(devices, int) and devices == 0) or (isinstance(devices, int) and devices < -1):
+        out.append(f"trainer.devices: {devices} is not a device count (-1 for all, or at least 1)")
     return out
 
 
