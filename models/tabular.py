@@ -16,19 +16,35 @@ import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import pandas as pd
 import pytorch_lightning as pl
 import torch
+from pydantic import ConfigDict, Field, with_config
 from torch import nn
 from torch.utils.data import DataLoader, IterableDataset
 from torchmetrics.classification import BinaryAccuracy, BinaryAUROC
+from typing_extensions import TypedDict  # pydantic validates it (typing.TypedDict only on Python 3.12+)
 
 from models.features import FeatureSpec
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+# Constraints on the arguments conf/ sets: check_params validates config against these annotations.
+Count = Annotated[int, Field(ge=1)]
+Rate = Annotated[float, Field(gt=0.0, allow_inf_nan=False)]
+Dropout = Annotated[float, Field(ge=0.0, lt=1.0)]
+Decay = Annotated[float, Field(ge=0.0, allow_inf_nan=False)]
+
+
+@with_config(ConfigDict(extra="forbid"))
+class Periodic(TypedDict):
+    """Periodic embeddings of numeric features: frequencies per feature, output size, init scale."""
+
+    frequencies: Count
+    dim: Count
+    sigma: Rate
 
 
 @dataclass
@@ -135,7 +151,7 @@ class ShuffledBatches(IterableDataset):
 class PeriodicEmbedding(nn.Module):
     """Per numeric feature: ReLU(Linear([sin(2 pi c x), cos(2 pi c x)])) with ``frequencies`` trained c's."""
 
-    def __init__(self, n_features: int, frequencies: int = 16, dim: int = 16, sigma: float = 1.0) -> None:
+    def __init__(self, n_features: int, frequencies: Count = 16, dim: Count = 16, sigma: Rate = 1.0) -> None:
         super().__init__()
         self.coefficients = nn.Parameter(torch.randn(n_features, frequencies) * sigma)
         self.weight = nn.Parameter(torch.empty(n_features, 2 * frequencies, dim))
@@ -159,10 +175,10 @@ class TabularMLP(nn.Module):
         self,
         cardinalities: Sequence[int],
         n_numeric: int,
-        embedding_dim: int = 8,
-        hidden_dims: Sequence[int] = (256, 128),
-        dropout: float = 0.1,
-        periodic: dict[str, Any] | None = None,
+        embedding_dim: Count = 8,
+        hidden_dims: Sequence[Count] = (256, 128),
+        dropout: Dropout = 0.1,
+        periodic: Periodic | None = None,
     ) -> None:
         super().__init__()
         self.embeddings = nn.ModuleList(nn.Embedding(k, min(embedding_dim, k)) for k in cardinalities)
@@ -191,8 +207,8 @@ class TabularDataModule(pl.LightningDataModule):
         self,
         data_dir: str | Path,
         features: FeatureSpec,
-        batch_size: int = 512,
-        eval_batch_size: int = 4096,
+        batch_size: Count = 512,
+        eval_batch_size: Count = 4096,
         seed: int = 0,
     ) -> None:
         super().__init__()
@@ -240,16 +256,18 @@ class TabularDataModule(pl.LightningDataModule):
 class TabularClassifier(pl.LightningModule):
     """Binary classifier around ``TabularMLP``: BCE loss, AdamW with a one-cycle schedule, AUROC on validation."""
 
+    logged_metrics = ("train_loss", "val_loss", "val_auroc", "val_accuracy")  # what callbacks may monitor
+
     def __init__(
         self,
         cardinalities: Sequence[int],
         n_numeric: int,
-        embedding_dim: int = 8,
-        hidden_dims: Sequence[int] = (256, 128),
-        dropout: float = 0.1,
-        periodic: dict[str, Any] | None = None,
-        lr: float = 1e-3,
-        weight_decay: float = 1e-4,
+        embedding_dim: Count = 8,
+        hidden_dims: Sequence[Count] = (256, 128),
+        dropout: Dropout = 0.1,
+        periodic: Periodic | None = None,
+        lr: Rate = 1e-3,
+        weight_decay: Decay = 1e-4,
         one_cycle: bool = True,
     ) -> None:
         super().__init__()

@@ -22,16 +22,24 @@ CONF_DIR = ROOT / "conf"
 
 def compose(output: Path, overrides: list[str] | None = None, conf_dir: Path = CONF_DIR) -> Path:
     """Write the composed config to ``output`` using DVC's own Hydra composition (same bytes as ``dvc exp run``)."""
+    import yaml
     from dvc.utils.hydra import compose_and_dump
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
+    from pipelines.core.yaml_lint import lint_tree
+
+    problems = lint_tree(conf_dir)
+    if problems:
+        raise ConfigError(
+            f"{conf_dir} holds YAML that would not mean what it says:\n  " + "\n  ".join(problems)
+        )
     try:
         compose_and_dump(
             output, str(conf_dir.resolve()), None, "config", str(conf_dir.parent), overrides or []
         )
-    except (HydraException, OmegaConfBaseException) as err:
-        raise ConfigError(f"cannot compose {conf_dir}: {err}") from err
+    except (HydraException, OmegaConfBaseException, yaml.YAMLError) as err:
+        raise ConfigError(f"cannot compose {conf_dir}: {err}") from None
     return output
 
 

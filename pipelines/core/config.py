@@ -20,7 +20,7 @@ class Section(BaseModel):
     a string is not a number and a boolean is not an integer, whatever YAML or a command-line override made of
     them (the error says how to write the value)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 class FileSpec(Section):
@@ -71,6 +71,15 @@ class ColumnRule(Section):
 class ClassBalance(Section):
     min_positive_rate: float = Field(ge=0.0, le=1.0)
     max_positive_rate: float = Field(ge=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ClassBalance:
+        if self.min_positive_rate > self.max_positive_rate:
+            raise ValueError(
+                f"min_positive_rate ({self.min_positive_rate}) is greater than max_positive_rate "
+                f"({self.max_positive_rate})"
+            )
+        return self
 
 
 class DuplicatePolicy(Section):

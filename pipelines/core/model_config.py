@@ -122,7 +122,7 @@ class Latency(Section):
 
 
 class Selection(Section):
-    eligible_kinds: list[Literal["baseline", "candidate"]]
+    eligible_kinds: list[Literal["baseline", "candidate"]] = Field(min_length=1)
 
 
 class Gate(Section):
@@ -132,7 +132,7 @@ class Gate(Section):
     severity: Literal["block", "warn"]
     applies_to: Literal["all", "candidates", "baselines"] = "all"
     relative_to: Literal["best_baseline"] | None = None
-    rationale: str
+    rationale: str = Field(min_length=1)
 
 
 class EvaluationConfig(Section):

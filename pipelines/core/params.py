@@ -119,8 +119,12 @@ class Params(BaseModel):
     report: ReportConfig
 
 
-def validate_params(params: Any) -> Params:
-    """Validate ``params`` (the parsed params.yaml) as a whole; raise one ConfigError listing every problem."""
+def validate_params(params: Any, machine: bool = False) -> Params:
+    """Validate ``params`` (the parsed params.yaml) as a whole; raise one ConfigError listing every problem.
+
+    ``machine``: also check that this machine has the hardware the trainer asks for (the check_params stage
+    does; composing a GPU config on a laptop does not).
+    """
     if not isinstance(params, dict):
         raise ConfigError(f"params.yaml must hold a mapping of sections, got {type(params).__name__}")
     problems: list[str] = []
@@ -143,7 +147,7 @@ def validate_params(params: Any) -> Params:
         problems += describe_errors("", err)
     if problems:
         raise ConfigError("invalid params:\n" + "\n".join(problems))
-    problems = cross_checks(typed) + target_checks(typed)
+    problems = cross_checks(typed) + target_checks(typed) + (machine_checks(typed) if machine else [])
     if problems:
         raise ConfigError("invalid params:\n" + "\n".join(f"  {p}" for p in problems))
     return typed
@@ -195,7 +199,6 @@ def model_checks(p: Params) -> list[str]:
     out = []
     if not p.models:
         out.append("models: no model is configured (conf/config.yaml lists them under models.<name>)")
-    inputs = set(p.features.categorical) | set(p.features.numeric)
     for name, cfg in p.models.items():
         if cfg.name != name:
             out.append(f"models.{name}.name: is {cfg.name!r}; it must equal its key")
@@ -207,8 +210,11 @@ def model_checks(p: Params) -> list[str]:
                 out.append(
                     f"models.{name}.base: '{cfg.base}' is itself a mitigation; mitigate a trained model"
                 )
-            if cfg.sensitive not in inputs:
-                out.append(f"models.{name}.sensitive: '{cfg.sensitive}' is not a model input (features)")
+            if cfg.sensitive not in p.features.categorical:
+                out.append(
+                    f"models.{name}.sensitive: '{cfg.sensitive}' is not a categorical model input "
+                    f"(features.categorical: {p.features.categorical})"
+                )
     return out
 
 
@@ -231,7 +237,24 @@ def evaluation_checks(p: Params, columns: set[str], splits: set[str]) -> list[st
         problem = metric_path_problem(gate.metric, slices, behaviour_metrics(p))
         if problem:
             out.append(f"evaluation.gates.{name}.metric: '{gate.metric}' {problem}")
+        lo, hi = metric_range(gate.metric)
+        if gate.relative_to:
+            lo, hi = -(hi - lo), hi - lo  # a margin over the best baseline
+        if not lo <= gate.threshold <= hi:
+            out.append(
+                f"evaluation.gates.{name}.threshold: {gate.threshold} is outside [{lo:g}, {hi:g}], the range of "
+                f"{gate.metric}{' margins' if gate.relative_to else ''}: the gate could never be decided by the metric"
+            )
     return out
+
+
+UNBOUNDED = {"log_loss", "behaviour.minimum_functionality.failures"}
+
+
+def metric_range(path: str) -> tuple[float, float]:
+    """Where a metric's values lie: rates, AUCs, ECE, Brier, flip rates and verdicts in [0, 1]; counts and log
+    loss at or above 0."""
+    return (0.0, float("inf")) if path in UNBOUNDED else (0.0, 1.0)
 
 
 def behaviour_metrics(p: Params) -> set[str]:
@@ -312,12 +335,26 @@ def target_checks(p: Params) -> list[str]:
             )
             out += check_target(f"models.{name}.module", cfg.module, skip={"cardinalities", "n_numeric"})
             for cb, spec in cfg.callbacks.items():
-                out += check_target(f"models.{name}.callbacks.{cb}", spec, skip={"dirpath"})
+                out += check_callback(f"models.{name}.callbacks.{cb}", spec, cfg.module)
     out += trainer_checks(p.trainer)
     extra = p.trainer.model_extra or {}
     if extra:
         out += check_target("trainer", {"_target_": p.trainer.target, **extra}, skip=set())
     return out
+
+
+def machine_checks(p: Params) -> list[str]:
+    """The accelerator the trainer asks for exists on this machine."""
+    if not any(isinstance(m, LightningModel) for m in p.models.values()):
+        return []
+    import torch
+
+    accelerator = p.trainer.accelerator
+    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        return [f"trainer.accelerator: {accelerator!r} but this machine has no CUDA device (use trainer=cpu)"]
+    if accelerator == "mps" and not torch.backends.mps.is_available():
+        return ["trainer.accelerator: 'mps' but this machine has no Apple GPU (use trainer=cpu)"]
+    return []
 
 
 def trainer_checks(trainer: TrainerConfig) -> list[str]:
@@ -344,6 +381,27 @@ def trainer_checks(trainer: TrainerConfig) -> list[str]:
     return out
 
 
+def check_callback(where: str, spec: dict[str, Any], module: dict[str, Any]) -> list[str]:
+    """Arguments by signature, then the callback built (it checks its own options, e.g. mode), then ``monitor``
+    against the metrics the module logs."""
+    import pytorch_lightning as pl
+
+    out = check_target(where, spec, skip={"dirpath"}, kind=pl.Callback)
+    if out:
+        return out
+    cls, _ = resolve(where, spec)
+    try:
+        cls(**{k: v for k, v in spec.items() if not k.startswith("_")})
+    except Exception as err:  # Lightning raises MisconfigurationException, a plain Exception subclass
+        return [f"{where}: {err}"]
+    module_cls, problem = resolve(where, module)
+    logged = getattr(module_cls, "logged_metrics", None) if not problem else None
+    monitor = spec.get("monitor")
+    if logged and monitor is not None and monitor not in logged:
+        out.append(f"{where}.monitor: {monitor!r} is not a metric {module['_target_']} logs ({list(logged)})")
+    return out
+
+
 def resolve(where: str, spec: dict[str, Any]) -> tuple[Any, str]:
     target = spec.get("_target_")
     if not isinstance(target, str) or "." not in target:
@@ -355,11 +413,16 @@ def resolve(where: str, spec: dict[str, Any]) -> tuple[Any, str]:
         return None, f"{where}._target_: cannot import {target} ({err})"
 
 
-def check_target(where: str, spec: dict[str, Any], skip: set[str]) -> list[str]:
-    """Every argument is one the target accepts, of the type its annotation names (strictly)."""
+def check_target(where: str, spec: dict[str, Any], skip: set[str], kind: type | None = None) -> list[str]:
+    """The target is a class (of ``kind`` when given), and every argument is one it accepts, of the type its
+    annotation names (strictly, with the constraints the annotation carries)."""
     cls, problem = resolve(where, spec)
     if problem:
         return [problem]
+    if not inspect.isclass(cls):
+        return [f"{where}._target_: {spec['_target_']} is not a class (got a {type(cls).__name__})"]
+    if kind is not None and not issubclass(cls, kind):
+        return [f"{where}._target_: {spec['_target_']} is not a {kind.__module__}.{kind.__qualname__}"]
     kwargs = {k: v for k, v in spec.items() if not k.startswith("_")}
     try:
         signature = inspect.signature(cls)
@@ -374,7 +437,7 @@ def check_target(where: str, spec: dict[str, Any], skip: set[str]) -> list[str]:
             known = sorted(k for k in signature.parameters if k not in skip and k != "self")
             out.append(f"{where}.{key}: {spec['_target_']} has no argument '{key}' (it takes {known})")
     try:
-        hints = typing.get_type_hints(cls.__init__)
+        hints = typing.get_type_hints(cls.__init__, include_extras=True)
     except Exception:  # unresolvable annotations: names were checked above
         return out
     for key, value in kwargs.items():
@@ -397,11 +460,22 @@ def check_estimator(where: str, spec: dict[str, Any]) -> list[str]:
     kwargs = {k: v for k, v in spec.items() if not k.startswith("_")}
     try:
         estimator = cls(**kwargs)
-    except TypeError as err:
+    except (TypeError, ValueError) as err:
         return [f"{where}: {err}"]
+    if not callable(getattr(estimator, "predict_proba", None)):
+        return [f"{where}._target_: {spec['_target_']} is not a classifier with predict_proba"]
     validate = getattr(estimator, "_validate_params", None)
     if validate is None or not hasattr(estimator, "_parameter_constraints"):
         return check_target(where, spec, skip=set())
+    constraints = estimator._parameter_constraints
+    booleans = [
+        f"{where}.{k}: {v!r} is a boolean; {spec['_target_']} takes a number or an option here, and a boolean "
+        "would be read as 0 or 1"
+        for k, v in kwargs.items()
+        if isinstance(v, bool) and not any(c == "boolean" or c is bool for c in constraints.get(k, []))
+    ]
+    if booleans:
+        return booleans
     try:
         validate()
     except (ValueError, TypeError) as err:

@@ -17,7 +17,7 @@ DEFAULT_PATHS = (HERE / "serving.json", Path("artifacts/serving/serving.json"))
 class Strict(BaseModel):
     """Unknown keys are errors and types are strict (a string is not a number, a boolean not an integer)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 class ModelRef(Strict):

@@ -117,6 +117,37 @@ CASES = [
     ("models.hgb_fair.base", "xgb", ["models.hgb_fair.base: 'xgb' is not a configured model"]),
     ("models.hgb_fair.constraint", "parity", ["models.hgb_fair.constraint", "'parity'"]),
     ("models.logreg.name", "lr", ["models.logreg.name", "must equal its key"]),
+    # found by a newcomer's break test: booleans read as numbers, ranges, kinds of _target_, references
+    ("models.hgb.estimator.max_iter", True, ["models.hgb.estimator.max_iter: True is a boolean"]),
+    ("models.logreg.estimator.C", True, ["models.logreg.estimator.C: True is a boolean"]),
+    ("models.hgb.estimator.random_state", True, ["models.hgb.estimator.random_state: True is a boolean"]),
+    ("models.hgb.estimator._target_", "sklearn.ensemble.HistGradientBoostingRegressor", ["not a classifier"]),
+    ("models.tabular_nn.module.lr", -1.0, ["models.tabular_nn.module.lr", "greater than 0"]),
+    ("models.tabular_nn.module.lr", float("nan"), ["models.tabular_nn.module.lr"]),
+    ("models.tabular_nn.module.dropout", 1.5, ["models.tabular_nn.module.dropout", "less than 1"]),
+    ("models.tabular_nn.module.embedding_dim", 0, ["models.tabular_nn.module.embedding_dim"]),
+    ("models.tabular_nn.module.hidden_dims", [0], ["models.tabular_nn.module.hidden_dims.0"]),
+    ("models.tabular_nn.module.periodic.frequencies", -1, ["models.tabular_nn.module.periodic.frequencies"]),
+    (
+        "models.tabular_nn.module.periodic.frequencies",
+        "16",
+        ["models.tabular_nn.module.periodic.frequencies"],
+    ),
+    ("models.tabular_nn.module.periodic.foo", 1, ["models.tabular_nn.module.periodic.foo", "Extra inputs"]),
+    ("models.tabular_nn.datamodule.batch_size", 0, ["models.tabular_nn.datamodule.batch_size"]),
+    ("models.tabular_nn.callbacks.early_stopping.mode", "maximum", ["callbacks.early_stopping", "maximum"]),
+    ("models.tabular_nn.callbacks.early_stopping.monitor", "val_auc", ["early_stopping.monitor: 'val_auc'"]),
+    ("models.tabular_nn.module._target_", "math.pi", ["models.tabular_nn.module"]),
+    ("models.hgb_fair.sensitive", "fnlwgt", ["models.hgb_fair.sensitive: 'fnlwgt' is not a categorical"]),
+    (
+        "evaluation.gates.min_roc_auc.threshold",
+        1.5,
+        ["evaluation.gates.min_roc_auc.threshold: 1.5 is outside"],
+    ),
+    ("evaluation.gates.min_roc_auc.threshold", float("nan"), ["evaluation.gates.min_roc_auc.threshold"]),
+    ("evaluation.selection.eligible_kinds", [], ["evaluation.selection.eligible_kinds"]),
+    ("dataset.contract.columns.age.max", float("nan"), ["dataset.contract.columns.age.max"]),
+    ("dataset.contract.class_balance.min_positive_rate", 0.5, ["min_positive_rate (0.5) is greater than"]),
 ]
 
 
@@ -224,3 +255,47 @@ def test_bad_override_stops_before_any_stage(tmp_path: Path) -> None:
     assert [line for line in proc.stdout.splitlines() if line.startswith("Running stage")] == [
         "Running stage 'check_params':"
     ]
+
+
+def test_the_trainer_needs_its_hardware_on_this_machine() -> None:
+    import torch
+
+    gpu = patched("trainer.accelerator", "gpu")
+    validate_params(gpu)  # composing a GPU config anywhere is fine
+    if not torch.cuda.is_available():
+        with pytest.raises(
+            ConfigError, match=r"trainer\.accelerator: 'gpu' but this machine has no CUDA device"
+        ):
+            validate_params(gpu, machine=True)
+
+
+YAML_TRAPS = [
+    ("seed: 017\n", "017 is read as an octal number (15)"),
+    ("challenger_timeout_ms: 2:50\n", "2:50 is read as a base-60 number"),
+    ("comment_prefix: |\nlabel: x\n", "an empty block scalar"),
+    ("native_country: NO\n", "NO is read as a boolean"),
+    ("enabled: on\n", "on is read as a boolean"),
+    ("missing_token: ?\n", "not valid YAML"),
+    ("labels: { <=50K: 0, >50K: 1 }\n", "not valid YAML"),
+    ("max_iter: 300\nmax_iter: 50\n", "trap.yaml:3: duplicate key 'max_iter' (first on line 2)"),
+]
+
+
+@pytest.mark.parametrize(("text", "words"), YAML_TRAPS)
+def test_yaml_traps_in_conf_are_named_with_file_and_line(tmp_path: Path, text: str, words: str) -> None:
+    import shutil
+
+    conf = Path(shutil.copytree(ROOT / "conf", tmp_path / "conf"))
+    (conf / "split/trap.yaml").write_text("# a file a user added\n" + text)
+    with pytest.raises(ConfigError) as err:
+        compose.composed_text(conf_dir=conf)
+    message = str(err.value)
+    assert "split/trap.yaml:" in message and words in message, message
+    assert "Traceback" not in message
+
+
+def test_quoted_values_are_what_they_say() -> None:
+    from pipelines.core.yaml_lint import lint_file
+
+    path = ROOT / "conf/dataset/adult.yaml"
+    assert lint_file(path) == []
