@@ -52,44 +52,56 @@ def parse_rows(path: Path, dataset: DatasetConfig) -> tuple[list[list[str]], lis
         raise IngestError(
             f"{path}: the file is empty ({len(raw)} bytes); expected {len(names)} columns per line"
         )
-    content, problems = text.decode(raw, fmt.encoding)
+    problems: list[text.TextProblem] = []
     rows: list[list[str]] = []
     lines: list[int] = []
     n_bad = 0
     header_seen = not fmt.header
+    data_seen = False
 
-    def bad(line: int, message: str) -> None:
+    def bad(problem: text.TextProblem) -> None:
         nonlocal n_bad
         n_bad += 1
         if len(problems) < MAX_EXAMPLES:
-            problems.append(text.TextProblem(line, message))
+            problems.append(problem)
 
-    for number, line in enumerate(content.split("\n"), start=1):
-        line = line.removesuffix("\r")
+    def at(number: int, line: str, position: int, what: str) -> text.TextProblem:
+        where = text.field_at(line, position, fmt.separator, names)
+        return text.TextProblem(
+            number, f"{what} at column {position + 1} ({where}): {text.around(line, position)}"
+        )
+
+    for number, raw_line in enumerate(raw.split(b"\n"), start=1):
+        line, undecodable = text.decode_line(raw_line.removesuffix(b"\r"), number, fmt.encoding)
+        if undecodable:
+            bad(undecodable)
+            continue
         if not line.strip():
             continue
-        chars = text.forbidden_chars(line)
-        if chars:
-            hint = (
-                " (set dataset.format.encoding: utf-8-sig)"
-                if number == 1 and line.startswith(text.BOM)
-                else ""
-            )
-            bad(number, f"{text.describe_char(chars[0])} in {text.excerpt(line)}{hint}")
+        position = text.forbidden_char(line)
+        if position >= 0:
+            what = text.describe_char(line[position])
+            if number == 1 and position == 0 and line.startswith(text.BOM):
+                what += " (a byte order mark: set dataset.format.encoding: utf-8-sig to accept one)"
+            bad(at(number, line, position, what))
             continue
-        if fmt.comment_prefix and line.lstrip().startswith(fmt.comment_prefix):
+        # comment lines are recognised only before the data: a data row may start with any character
+        if not data_seen and fmt.comment_prefix and line.lstrip().startswith(fmt.comment_prefix):
             continue
         try:
             fields = text.split_line(line, fmt.separator, fmt.quoting)
-        except ValueError as err:
-            bad(number, f"{err}: {text.excerpt(line)}")
+        except text.QuoteError as err:
+            bad(at(number, line, err.position, str(err)))
             continue
         if not header_seen:
             header_seen = True
             _check_header(path, fields, names)
             continue
+        data_seen = True
         if len(fields) != len(names):
-            bad(number, f"{len(fields)} fields, expected {len(names)}: {text.excerpt(line)}")
+            bad(
+                text.TextProblem(number, f"{len(fields)} fields, expected {len(names)}: {text.excerpt(line)}")
+            )
             continue
         rows.append(fields)
         lines.append(number)
@@ -148,7 +160,9 @@ def parse_numbers(values: pd.Series, kind: str) -> tuple[pd.Series, dict[str, li
             ok = INT64[0] <= number <= INT64[1]
         else:
             number = float(value)
-            ok = number not in (float("inf"), float("-inf"))
+            mantissa = re.split("[eE]", value)[0]
+            underflow = number == 0.0 and any(c in "123456789" for c in mantissa)
+            ok = number not in (float("inf"), float("-inf")) and not underflow
         if not ok:
             found.setdefault(f"do not fit {'int64' if kind == 'int' else 'float64'}", []).append(i)
             parsed.append(None)
@@ -181,6 +195,7 @@ def to_table(rows: list[list[str]], lines: list[int], dataset: DatasetConfig, pa
         raise IngestError(f"{path}: values of the wrong type:\n  " + "\n  ".join(problems))
     table = pd.DataFrame(out)
     table[target.name] = table[target.column].map(target.labels).astype("Int8")
+    table.index = pd.Index(lines, name="line")  # the raw file's line of each row: validate names it
     return table
 
 
@@ -211,7 +226,7 @@ def main(argv: list[str] | None = None) -> None:
     results = {key: ingest_file(dataset, key) for key in dataset.files}
     with atomic_dir(args.out) as staging:
         for key, (table, _) in results.items():
-            write_parquet(table, staging / f"{key}.parquet")
+            write_parquet(table, staging / f"{key}.parquet", index=True)
         manifest = {
             "dataset": dataset.name,
             "version": dataset.version,

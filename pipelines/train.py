@@ -22,6 +22,7 @@ from models.tabular import TabularClassifier
 from pipelines.core import runlog
 from pipelines.core.config import ConfigError, load_params
 from pipelines.core.errors import PipelineError, stage_main
+from pipelines.core.io import atomic_dir
 from pipelines.core.model_config import LightningModel, model_for_stage
 from pipelines.core.training import feature_spec, finish, instantiate, read_split
 
@@ -82,7 +83,10 @@ def main(argv: list[str] | None = None) -> None:
     if checkpoint is None:
         raise ConfigError(f"{where}.callbacks needs a ModelCheckpoint: the best epoch is what gets exported")
     shutil.rmtree(checkpoints, ignore_errors=True)
-    logger = DVCLiveLogger(dir=str(logs), save_dvc_exp=False, dvcyaml=False, report=None)
+    # dvclive writes its curves into scratch space; they replace reports/train/<model> only when training succeeds
+    live = Path("var/train") / args.model / "dvclive"
+    shutil.rmtree(live, ignore_errors=True)
+    logger = DVCLiveLogger(dir=str(live), save_dvc_exp=False, dvcyaml=False, report=None)
     trainer = build_trainer(dict(params["trainer"]), callbacks, logger)
 
     start = time.perf_counter()
@@ -110,6 +114,8 @@ def main(argv: list[str] | None = None) -> None:
     }
     valid = read_split(args.data, "valid")
     finish(predictor, cfg, valid, out, info)
+    with atomic_dir(logs) as staging:
+        shutil.copytree(live, staging, dirs_exist_ok=True)
     speed = round(rows * epochs / seconds, 1) if seconds else None
     runlog.record(
         "train", args.model, {"fit_seconds": round(seconds, 3), "epochs": epochs, "samples_per_second": speed}

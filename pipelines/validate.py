@@ -86,9 +86,11 @@ def main(argv: list[str] | None = None) -> None:
         errors = [e for t in report["tables"].values() for e in t["errors"]]
         shown = "\n  ".join(e["message"] for e in errors[:10])
         more = f"\n  ... and {len(errors) - 10} more" if len(errors) > 10 else ""
-        raise ContractViolation(
+        violation = ContractViolation(
             f"data contract violated ({len(errors)} rule(s) broken); report: {summary}\n  {shown}{more}"
         )
+        violation.written = (str(args.report), str(summary))
+        raise violation
     with atomic_dir(args.out) as staging:
         for name, frame in typed.items():
             write_parquet(frame, staging / f"{name}.parquet")

@@ -114,13 +114,14 @@ def table_stats(frame: pd.DataFrame, dataset: DatasetConfig) -> dict[str, Any]:
     }
 
 
-def _example(value: Any, index: Any) -> dict[str, Any]:
+def _example(value: Any, index: Any, where: str = "row") -> dict[str, Any]:
+    """A failing value and its position: ``line`` (of the raw file, when ingest kept it as the index) or ``row``."""
     row = None if index is None or pd.isna(index) else int(index)
     if value is None or (not isinstance(value, str) and pd.isna(value)):
-        return {"row": row, "value": None}
+        return {where: row, "value": None}
     if hasattr(value, "item"):  # numpy scalar -> Python scalar, for JSON
         value = value.item()
-    return {"row": row, "value": value if isinstance(value, (int, float, str)) else str(value)}
+    return {where: row, "value": value if isinstance(value, (int, float, str)) else str(value)}
 
 
 def _describe(
@@ -133,7 +134,8 @@ def _describe(
     dataset: DatasetConfig,
 ) -> str:
     shown = ", ".join(
-        f"{e['value']!r}" + (f" (row {e['row']})" if e["row"] is not None else "") for e in examples
+        f"{e['value']!r}" + "".join(f" ({k} {e[k]})" for k in ("line", "row") if e.get(k) is not None)
+        for e in examples
     )
     contract = dataset.contract
     rule_cfg = contract.columns.get(column or "", ColumnRule())
@@ -204,6 +206,7 @@ def check_table(
     cases["column"] = cases["column"].astype(object).where(cases["column"].notna() & ~table_level, None)
     mistyped = set(cases.loc[cases["rule"] == "dtype", "column"].dropna())
     violations: list[Violation] = []
+    where = "line" if frame.index.name == "line" else "row"  # ingest keeps each row's line of the raw file
     for (column, rule), group in cases.groupby(["column", "rule"], dropna=False, sort=False):
         column = None if column is None or (isinstance(column, float) and pd.isna(column)) else str(column)
         if column in mistyped and rule != "dtype":
@@ -212,11 +215,16 @@ def check_table(
             column = str(group["failure_case"].iloc[0])
         examples: list[dict[str, Any]] = []
         for value, index in zip(group["failure_case"], group["index"], strict=False):
-            example = _example(value, index)
+            example = _example(value, index, where)
             if example not in examples and len(examples) < MAX_EXAMPLES:
                 examples.append(example)
         count = len(
-            {(e["row"], str(e["value"])) for e in map(_example, group["failure_case"], group["index"])}
+            {
+                (e[where], str(e["value"]))
+                for e in (
+                    _example(v, i, where) for v, i in zip(group["failure_case"], group["index"], strict=False)
+                )
+            }
         )
         severity = dataset.contract.duplicates.severity if rule == DUPLICATES else "error"
         failures = count if rule not in (MIN_ROWS, CLASS_BALANCE, DUPLICATES, MISSING) else 1

@@ -11,9 +11,14 @@ R = TypeVar("R")
 
 
 class PipelineError(Exception):
-    """A failure the user can act on: the message names the file, field or rule and what was wrong."""
+    """A failure the user can act on: the message names the file, field or rule and what was wrong.
+
+    ``written`` lists what the stage wrote on purpose before it stopped (a report of the failure); everything
+    else it would write is left as it was.
+    """
 
     exit_code = 1
+    written: tuple[str, ...] = ()
 
 
 class ConfigError(PipelineError):
@@ -32,7 +37,14 @@ def stage_main(stage: str) -> Callable[[Callable[..., R]], Callable[..., R]]:
                 return fn(*args, **kwargs)
             except PipelineError as err:
                 print(f"ERROR [{stage}] {err}", file=sys.stderr)
-                print(f"[{stage}] nothing was written; previous outputs are unchanged.", file=sys.stderr)
+                if err.written:
+                    wrote = ", ".join(err.written)
+                    print(
+                        f"[{stage}] wrote only the report ({wrote}); other outputs are unchanged.",
+                        file=sys.stderr,
+                    )
+                else:
+                    print(f"[{stage}] nothing was written; previous outputs are unchanged.", file=sys.stderr)
                 raise SystemExit(err.exit_code) from None
 
         return run

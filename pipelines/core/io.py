@@ -72,9 +72,9 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     shutil.rmtree(retired, ignore_errors=True)
 
 
-def write_parquet(frame: pd.DataFrame, path: str | Path) -> Path:
-    """Write a frame as parquet without the index (deterministic bytes for identical data)."""
-    frame.to_parquet(path, index=False, engine="pyarrow", compression="zstd")
+def write_parquet(frame: pd.DataFrame, path: str | Path, index: bool = False) -> Path:
+    """Write a frame as parquet, without the index unless asked (deterministic bytes for identical data)."""
+    frame.to_parquet(path, index=index, engine="pyarrow", compression="zstd")
     return Path(path)
 
 

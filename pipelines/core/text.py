@@ -6,7 +6,6 @@ hold. Used by ``ingest``; ``pipelines.ingest`` turns the problems into one ``ERR
 
 from __future__ import annotations
 
-import csv
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -35,59 +34,106 @@ def describe_char(char: str) -> str:
     return f"U+{ord(char):04X} ({name.lower()})"
 
 
-def decode(raw: bytes, encoding: str) -> tuple[str, list[TextProblem]]:
-    """Decode ``raw`` as UTF-8 (``utf-8-sig`` also drops one leading byte order mark).
+def decode_line(raw: bytes, number: int, encoding: str) -> tuple[str, TextProblem | None]:
+    """Decode one line as UTF-8 (``utf-8-sig`` drops one byte order mark at the start of the file).
 
-    Undecodable bytes are reported with their line; the text is then decoded with replacement characters only so
-    that the other checks can run (the caller stops on any problem).
+    An undecodable line is reported with its first bad byte(s) as written and their column, never decoded with
+    replacement characters (which would report a character the file does not hold).
     """
+    if number == 1 and encoding == "utf-8-sig" and raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]
     try:
-        return raw.decode(encoding), []
+        return raw.decode("utf-8"), None
     except UnicodeDecodeError as err:
-        line = raw.count(b"\n", 0, err.start) + 1
-        start = raw.rfind(b"\n", 0, err.start) + 1
-        column = len(raw[start : err.start].decode("utf-8", "replace")) + 1
-        shown = raw[err.start : err.start + 4]
+        column = len(raw[: err.start].decode("utf-8", "replace")) + 1
+        before = raw[max(0, err.start - 20) : err.start].decode("utf-8", "replace")
         problem = TextProblem(
-            line,
-            f"not UTF-8 text: byte(s) {shown!r} at column {column} (is the file Latin-1 or UTF-16? "
-            "re-encode it as UTF-8)",
+            number,
+            f"not UTF-8 text: byte(s) {raw[err.start : err.end]!r} at column {column}, after {before!r} (is the "
+            "file Latin-1 or UTF-16? re-encode it as UTF-8)",
         )
-        return raw.decode(encoding, errors="replace"), [problem]
+        return "", problem
 
 
-def forbidden_chars(line: str) -> list[str]:
-    """The characters in ``line`` that no field may hold (empty for clean text)."""
-    found = [c for c in ASCII_CONTROL.findall(line) if c != "\t"]
+def forbidden_char(line: str) -> int:
+    """The position of the first character in ``line`` that no field may hold (-1 for clean text)."""
+    positions = [m.start() for m in ASCII_CONTROL.finditer(line) if m.group() != "\t"][:1]
     if not line.isascii():
-        found += [
-            c
-            for c in NON_ASCII.findall(line)
-            if unicodedata.category(c) in FORBIDDEN_CATEGORIES or c == "\ufffd"
-        ]
-    return found
+        positions += [
+            m.start()
+            for m in NON_ASCII.finditer(line)
+            if unicodedata.category(m.group()) in FORBIDDEN_CATEGORIES or m.group() == "\ufffd"
+        ][:1]
+    return min(positions, default=-1)
+
+
+def around(line: str, position: int, width: int = 24) -> str:
+    """``repr`` of the text around ``position``, so the character at fault is always shown."""
+    start, end = max(0, position - width), min(len(line), position + width + 1)
+    return ("..." if start else "") + repr(line[start:end]) + ("..." if end < len(line) else "")
+
+
+def field_at(line: str, position: int, separator: str, names: list[str]) -> str:
+    """The column a position falls in (by separator count), for the message."""
+    index = line[:position].count(separator)
+    return f"column '{names[index]}'" if index < len(names) else f"field {index + 1}"
 
 
 def split_line(line: str, separator: str, quoting: str) -> list[str]:
-    """Split one line into trimmed fields; raise ``ValueError`` naming the quoting problem.
+    """Split one line into trimmed fields; raise ``QuoteError`` at the first quoting problem.
 
     ``quoting: none``: double quotes are not special, and a double quote anywhere is an error (a stray quote in a
     file that never quotes would otherwise swallow the lines after it). ``quoting: minimal``: RFC 4180 quoting
-    within one line (a quoted field may hold the separator and doubled quotes, not a line break).
+    within one line: a field is either unquoted and free of double quotes, or wholly quoted with inner quotes
+    doubled (it may hold the separator, not a line break).
     """
     if quoting == "none":
         if '"' in line:
-            raise ValueError("a stray double quote (dataset.format.quoting is none: this file never quotes)")
+            raise QuoteError(
+                line.index('"'),
+                "a stray double quote (dataset.format.quoting is none: this file never quotes)",
+            )
         return [f.strip() for f in line.split(separator)]
-    try:
-        [fields] = list(csv.reader([line], delimiter=separator, skipinitialspace=True, strict=True))
-    except csv.Error as err:
-        raise ValueError(
-            f"malformed quoting ({err}); a quoted field must close on the line it opens"
-        ) from None
-    if any('"' in f for f in fields) and '""' not in line:
-        raise ValueError("a double quote inside an unquoted field")
-    return [f.strip() for f in fields]
+    fields, i, n = [], 0, len(line)
+    while True:
+        while i < n and line[i] == " ":
+            i += 1
+        if i < n and line[i] == '"':
+            start, i, value = i, i + 1, []
+            while True:
+                close = line.find('"', i)
+                if close < 0:
+                    raise QuoteError(start, "a quoted field does not close on the line it opens")
+                value.append(line[i:close])
+                if line.startswith('""', close):
+                    value.append('"')
+                    i = close + 2
+                    continue
+                i = close + 1
+                break
+            rest = line.find(separator, i)
+            tail = line[i:] if rest < 0 else line[i:rest]
+            if tail.strip():
+                raise QuoteError(i, "text after the closing quote of a quoted field")
+            fields.append("".join(value))
+            if rest < 0:
+                return fields
+            i = rest + 1
+        else:
+            rest = line.find(separator, i)
+            raw = line[i:] if rest < 0 else line[i:rest]
+            if '"' in raw:
+                raise QuoteError(i + raw.index('"'), "a double quote inside an unquoted field")
+            fields.append(raw.strip())
+            if rest < 0:
+                return fields
+            i = rest + 1
+
+
+class QuoteError(ValueError):
+    def __init__(self, position: int, message: str) -> None:
+        super().__init__(message)
+        self.position = position
 
 
 def excerpt(text: str, limit: int = 60) -> str:

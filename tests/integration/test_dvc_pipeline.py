@@ -109,7 +109,7 @@ def test_blocked_run_keeps_previous_good_outputs(repo: Path) -> None:
     proc = run(["dvc", "repro", TARGET], repo, check=False)
     assert proc.returncode != 0
     text = proc.stdout + proc.stderr
-    assert "ERROR [validate]" in text and "column 'age': 1 value(s) outside [17, 90]: -4 (row 0)" in text
+    assert "ERROR [validate]" in text and "column 'age': 1 value(s) outside [17, 90]: -4 (line 1)" in text
     assert ran(proc.stdout) == ["ingest", "validate"], "nothing downstream of a failed contract may run"
     assert outputs(repo) == before
     report = json.loads((repo / "reports/data/validation.json").read_text())

@@ -42,13 +42,13 @@ def test_schema_is_built_from_config(dataset: DatasetConfig) -> None:
 def test_out_of_range(train: pd.DataFrame, dataset: DatasetConfig) -> None:
     train.loc[[3, 8], "age"] = [-5, 200]
     v = only(broken(train, dataset), "range", "age")
-    assert v.failures == 2 and "outside [17, 90]" in v.message and "-5 (row 3)" in v.message
+    assert v.failures == 2 and "outside [17, 90]" in v.message and "-5 (line 3)" in v.message
 
 
 def test_unseen_category(train: pd.DataFrame, dataset: DatasetConfig) -> None:
     train.loc[10, "workclass"] = "Space-agency"
     v = only(broken(train, dataset), "categories", "workclass")
-    assert "'Space-agency' (row 10)" in v.message
+    assert "'Space-agency' (line 10)" in v.message
 
 
 def test_not_nullable_column(train: pd.DataFrame, dataset: DatasetConfig) -> None:
@@ -73,14 +73,14 @@ def test_text_in_numeric_column(train: pd.DataFrame, dataset: DatasetConfig) -> 
     train.loc[5, "hours_per_week"] = "forty"
     violations = broken(train, dataset)
     v = only(violations, "dtype", "hours_per_week")
-    assert "cannot be read as Int64: 'forty' (row 5)" in v.message
+    assert "cannot be read as Int64: 'forty' (line 5)" in v.message
     assert [x.rule for x in violations if x.column == "hours_per_week"] == ["dtype"]  # no follow-on noise
 
 
 def test_labels_outside_the_label_set(train: pd.DataFrame, dataset: DatasetConfig) -> None:
     train.loc[7, "income"] = ">60K"
     v = only(broken(train, dataset), "label_set", "income")
-    assert "'>60K' (row 7)" in v.message and "['<=50K', '>50K']" in v.message
+    assert "'>60K' (line 7)" in v.message and "['<=50K', '>50K']" in v.message
 
 
 def test_min_rows(train: pd.DataFrame, dataset: DatasetConfig) -> None:
@@ -116,6 +116,6 @@ def test_duplicates_error_and_warn(train: pd.DataFrame, dataset: DatasetConfig) 
 
 
 def test_examples_are_capped(train: pd.DataFrame, dataset: DatasetConfig) -> None:
-    train.loc[:99, "age"] = 5
+    train.iloc[:100, train.columns.get_loc("age")] = 5
     v = only(broken(train, dataset), "range", "age")
     assert v.failures == 100 and len(v.examples) == 5

@@ -42,7 +42,7 @@ FEEDS: dict[str, tuple[Callable[[Lines], Lines], str, str]] = {
         "validate",
         "column 'age': 1 value(s) outside [17, 90]: -4",
     ),
-    "unseen-category": (lambda ls: set_field(ls, 1, "Space-agency"), "validate", "'Space-agency' (row 0)"),
+    "unseen-category": (lambda ls: set_field(ls, 1, "Space-agency"), "validate", "'Space-agency' (line 1)"),
     "missing-column": (
         lambda ls: [", ".join(line.split(", ")[:2] + line.split(", ")[3:]) for line in ls],
         "ingest",

@@ -151,7 +151,11 @@ def test_minimal_quoting_reads_rfc4180_fields_and_names_the_line_a_quote_opens(t
     assert run_ingest(tmp_path, quoted, quoting="minimal")[0] == 0
     unclosed = set_field(31, 1, '"Private')
     code, err = run_ingest(tmp_path, unclosed, quoting="minimal")
-    assert code == 1 and "line 31:" in err and "malformed quoting" in err
+    assert code == 1 and "line 31:" in err and "does not close on the line it opens" in err
+    # a stray quote inside an unquoted field is caught even when the line also holds a legitimate empty ""
+    stray = edit(37, lambda t: t.replace(", ", ', Pri"vate, "", ', 1))
+    code, err = run_ingest(tmp_path, stray, quoting="minimal")
+    assert code == 1 and "line 37:" in err and "a double quote inside an unquoted field" in err
 
 
 # Property: a forbidden character anywhere in any line is reported on that line, and nothing is written.
@@ -207,3 +211,63 @@ def test_int_column_is_exact_or_reported(values: list[str]) -> None:
             assert pd.isna(column[i])
         else:
             assert int(column[i]) == int(text.split(".")[0]) and -(2**63) <= int(column[i]) < 2**63
+
+
+# Found by a newcomer's break test: counts, the character shown, floats that vanish, rows mistaken for comments.
+
+
+def test_undecodable_lines_are_each_reported_once_with_their_bytes(tmp_path: Path) -> None:
+    data = edit(6, lambda t: t.replace(", ", ", Caf\xe9, ", 1)).replace(b"\xc3\xa9", b"\xe9")
+    lines = data.split(b"\n")
+    lines[9] = lines[9].replace(b", ", b", Na\xefve, ", 1)
+    code, err = run_ingest(tmp_path, b"\n".join(lines))
+    assert code == 1 and "2 line(s)" in err
+    assert (
+        "line 6: not UTF-8 text: byte(s) b'\\xe9'" in err
+        and "line 10: not UTF-8 text: byte(s) b'\\xef" in err
+    )
+    assert "U+FFFD" not in err  # never a character the file does not hold
+
+
+def test_the_character_at_fault_is_shown_whatever_its_column(tmp_path: Path) -> None:
+    code, err = run_ingest(tmp_path, set_field(44, 13, "United\u200b-States"))
+    assert code == 1 and "line 44:" in err and "column 'native_country'" in err and "\\u200b" in err
+
+
+def test_a_float_that_underflows_to_zero_is_reported() -> None:
+    import pandas as pd
+
+    values = pd.Series(
+        ["1e-400", "0.0", "-0e5", "2.5e-300", "123456789012345678901234567890"], dtype="string"
+    )
+    column, found = ingest.parse_numbers(values, "float")
+    assert found == {"do not fit float64": [0]}
+    assert column[1] == 0.0 and column[3] == 2.5e-300 and column[4] == pytest.approx(1.2345678901234568e29)
+
+
+def test_a_data_row_that_starts_like_a_comment_is_not_dropped(tmp_path: Path) -> None:
+    code, err = run_ingest(tmp_path, edit(200, lambda t: "|" + t))
+    assert code == 1 and "'|24' (line 200)" in err  # read as data: its bad age is reported, not skipped
+
+
+def test_validate_names_the_same_line_as_the_file(tmp_path: Path) -> None:
+    from pipelines import validate
+
+    code, err = run_ingest(tmp_path, set_field(6, 0, "-4"))
+    assert code == 0, err
+    params = str(tmp_path / "params.yaml")
+    with pytest.raises(SystemExit):
+        validate.main(
+            [
+                "--params",
+                params,
+                "--data",
+                str(tmp_path / "interim"),
+                "--out",
+                str(tmp_path / "v"),
+                "--report",
+                str(tmp_path / "r.json"),
+            ]
+        )
+    report = (tmp_path / "r.json").read_text()
+    assert '"line": 6' in report and "-4 (line 6)" in report
