@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
 import sys
 from pathlib import Path
 
@@ -65,10 +66,11 @@ def link_store(home: Path, store: Path) -> None:
 
 
 def environment(
-    runtime: Path, log_dir: Path | None, native_threads: int, spec: Path | None
+    runtime: Path, log_dir: Path | None, native_threads: int, spec: Path | None, port: int
 ) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
+        ADULT_SERVICE_INSTANCE=f"{socket.gethostname()}-{port}",  # names this instance's log files
         BENTOML_HOME=str(runtime.resolve() / "bentoml"),
         BENTOML_DO_NOT_TRACK="True",
         PYTHONDONTWRITEBYTECODE="1",
@@ -109,7 +111,7 @@ def main(argv: list[str] | None = None) -> None:
     port = args.port or spec.port
     runtime = args.runtime or RUNTIME / str(port)
     link_store(runtime / "bentoml", args.store)
-    env = environment(runtime, args.log_dir, spec.native_threads, args.spec)
+    env = environment(runtime, args.log_dir, spec.native_threads, args.spec, port)
     labels = yaml.safe_load((folder / "bento.yaml").read_text()).get("labels", {})
     print(
         f"[serve] {BENTO}:{folder.name} (champion {labels.get('champion')}) on http://{args.host}:{port}; "

@@ -4,10 +4,11 @@ BentoML parses the body itself, and some malformed requests reach it as a 500 (a
 boundary, measured). Before a request reaches BentoML the guard checks what BentoML would choke on:
 
 - content type: JSON (``application/json``, ``application/*+json``) or none; anything else is 415;
-- size: a body over ``max_body_bytes`` is 413, refused before it is read whole;
+- size: a body over ``max_body_bytes`` is 413, refused before it is read whole; a body that does not arrive
+  within ``body_timeout_s`` is 408;
 - encoding and syntax: the body must be UTF-8 JSON whose top level is an object (400 otherwise; deep nesting too);
-- admission: each worker admits ``max_in_flight`` requests at a time (queued or running); the next is shed with
-  503 and ``Retry-After`` (a bounded queue), counted by ``on_shed("admission")``.
+- admission, once the body is in: each worker admits ``max_in_flight`` requests at a time (queued or running);
+  the next is shed with 503 and ``Retry-After`` (a bounded queue), counted by ``on_shed("admission")``.
 
 Every 503 or 429 leaving the endpoints (BentoML's adaptive batching sheds with 503 when its queue cannot meet the
 latency budget, and a worker that is not ready answers 503) gets a ``Retry-After`` header and is counted
@@ -17,6 +18,7 @@ shape: ``{"error": "..."}``.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -88,6 +90,7 @@ class RequestGuard:
         on_shed: Callable[[str], None] = lambda reason: None,
         on_reject: Callable[[int], None] = lambda status: None,
         explain_503: Callable[[], str | None] = lambda: None,
+        body_timeout_s: float = 10.0,
     ) -> None:
         self.app = app
         self.paths = paths
@@ -97,57 +100,91 @@ class RequestGuard:
         self.on_shed = on_shed
         self.on_reject = on_reject
         self.explain_503 = explain_503
+        self.body_timeout_s = body_timeout_s
         self.in_flight = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] not in self.paths:
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        if scope["path"] not in self.paths:
+            await self.app(scope, receive, self.passthrough(send))
+            return
+        try:
+            body = await self.admit(scope, receive)
+        except RequestRejected as rejected:
+            self.on_reject(rejected.status)
+            await self.respond(send, rejected.status, rejected.message)
+            return
+        # admission comes after the body is in: a slow client never holds a slot while it trickles bytes
         if self.in_flight >= self.max_in_flight:
             self.on_shed("admission")
             await self.respond(send, 503, f"overloaded: {self.in_flight} requests in flight; retry later")
             return
         self.in_flight += 1
         try:
-            await self.guarded(scope, receive, send)
+            await self.app(scope, self.replay(body, receive), self.explained(send))
         finally:
             self.in_flight -= 1
 
-    async def guarded(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def admit(self, scope: Scope, receive: Receive) -> bytes:
+        """The request's form: method, content type, declared size, then the body itself, read within
+        ``body_timeout_s`` (a client that stops sending gets 408 instead of holding the connection)."""
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        if scope.get("method") != "POST":
+            raise RequestRejected(
+                405, f"{scope.get('method')} is not allowed here: use POST with a JSON body"
+            )
+        if not json_type(headers.get("content-type")):
+            raise RequestRejected(415, f"content type {headers['content-type']!r}: send application/json")
+        declared = headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self.max_body_bytes:
+            raise RequestRejected(413, f"the body has {declared} bytes; the limit is {self.max_body_bytes}")
         try:
-            if scope.get("method") != "POST":
-                raise RequestRejected(
-                    405, f"{scope.get('method')} is not allowed here: use POST with a JSON body"
-                )
-            if not json_type(headers.get("content-type")):
-                raise RequestRejected(415, f"content type {headers['content-type']!r}: send application/json")
-            declared = headers.get("content-length", "")
-            if declared.isdigit() and int(declared) > self.max_body_bytes:
-                raise RequestRejected(
-                    413, f"the body has {declared} bytes; the limit is {self.max_body_bytes}"
-                )
-            body = await self.read(receive)
-            check_body(body)
-        except RequestRejected as rejected:
-            self.on_reject(rejected.status)
-            await self.respond(send, rejected.status, rejected.message)
-            return
+            body = await asyncio.wait_for(self.read(receive), self.body_timeout_s)
+        except TimeoutError:
+            raise RequestRejected(408, f"the body did not arrive within {self.body_timeout_s:g} s") from None
+        check_body(body)
+        return body
 
+    @staticmethod
+    def replay(body: bytes, receive: Receive) -> Receive:
         sent = False
 
-        async def replay() -> Message:
+        async def replayed() -> Message:
             nonlocal sent
             if not sent:
                 sent = True
                 return {"type": "http.request", "body": body, "more_body": False}
             return await receive()
 
+        return replayed
+
+    def passthrough(self, send: Send) -> Send:
+        """Other paths: a 503 (readiness) gets Retry-After; a 404 is counted (unknown paths are not labelled)."""
+
+        async def sending(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                if message["status"] == 503:
+                    message = {
+                        **message,
+                        "headers": [*message.get("headers", []), (b"retry-after", self.retry_after)],
+                    }
+                elif message["status"] == 404:
+                    self.on_reject(404)
+            await send(message)
+
+        return sending
+
+    def explained(self, send: Send) -> Send:
+        """The endpoints' answers: every 503/429 gets Retry-After and a reason (BentoML words every 5xx as "an
+        unexpected error"), and the schema's 400s are counted with the guard's own."""
         shedding, replacement = False, b""
 
-        async def send_with_retry_after(message: Message) -> None:
-            # BentoML words every 5xx as "an unexpected error"; a 503 here is deliberate, so say why
+        async def sending(message: Message) -> None:
             nonlocal shedding, replacement
+            if message["type"] == "http.response.start" and message["status"] == 400:
+                self.on_reject(400)
             if message["type"] == "http.response.start" and message["status"] in (429, 503):
                 shedding = True
                 self.on_shed("unavailable" if message["status"] == 503 else "rate")
@@ -169,7 +206,7 @@ class RequestGuard:
                 message = {**message, "body": replacement}
             await send(message)
 
-        await self.app(scope, replay, send_with_retry_after)
+        return sending
 
     async def read(self, receive: Receive) -> bytes:
         chunks, size = [], 0

@@ -30,11 +30,13 @@ FILE_MODE = 0o600
 
 
 class PredictionLogger:
-    """Appends the configured fields of each prediction to ``predictions-<worker>.jsonl`` in ``cfg.dir``."""
+    """Appends the configured fields of each prediction to ``predictions-<instance>-w<worker>.jsonl`` in
+    ``cfg.dir``: two instances sharing a folder never write into one file."""
 
-    def __init__(self, cfg: PredictionLog, worker: str) -> None:
+    def __init__(self, cfg: PredictionLog, worker: str, instance: str = "") -> None:
         self.cfg = cfg
-        self.path = Path(cfg.dir) / f"predictions-{worker}.jsonl"
+        name = f"predictions-{instance}-w{worker}" if instance else f"predictions-w{worker}"
+        self.path = Path(cfg.dir) / f"{name}.jsonl"
         self.features = set(cfg.feature_fields)
         self.failures = 0
         self.written = 0

@@ -11,6 +11,10 @@
   they are totals.
 - **Request ids.** A client's ``X-Request-ID`` is kept only when it is short and plain; otherwise the service
   assigns one, so nothing a client sends reaches the prediction log unchecked.
+- **Bounded metric labels.** BentoML 1.4.40 labels its request metrics with the raw request path, so every
+  unknown path a client tries adds about 20 series to ``/metrics`` (measured: 50 such requests, 266 KB).
+  ``bound_metric_paths`` keeps BentoML's request metrics for the service's own paths only; other requests (all
+  404s) are counted by the service as rejected (status 404) instead.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import re
 import sys
 import uuid
 from pathlib import Path
+from typing import Any
 
 logger = logging.getLogger("bentoml.adult.runtime")
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
@@ -65,7 +70,9 @@ def forget_dead_workers(directory: str | None = None) -> list[int]:
     pids = {int(m.group(1)) for p in folder.iterdir() if (m := METRIC_FILE.match(p.name))}
     dead = sorted(pid for pid in pids if pid != os.getpid() and not alive(pid))
     for pid in dead:
-        multiprocess.mark_process_dead(pid, str(folder))
+        multiprocess.mark_process_dead(pid, str(folder))  # the "live" gauge modes
+        for path in folder.glob(f"gauge_*_{pid}.db"):  # the others keep one series per pid: meaningless now
+            path.unlink(missing_ok=True)
     if dead:
         logger.info("forgot the live gauges of %d dead worker process(es): %s", len(dead), dead)
     return dead
@@ -76,3 +83,26 @@ def request_id(header: str | None) -> str:
     if header and REQUEST_ID.fullmatch(header):
         return header
     return uuid.uuid4().hex
+
+
+def bound_metric_paths(paths: set[str], prefixes: tuple[str, ...] = ()) -> None:
+    """Let BentoML's request metrics see only ``paths`` (and paths under ``prefixes``); see the module docstring."""
+    from bentoml._internal.server.http.instruments import RunnerTrafficMetricsMiddleware as Metrics
+
+    original = getattr(Metrics.__call__, "__wrapped__", Metrics.__call__)
+    known = frozenset(paths)
+
+    async def bounded(self: Any, scope: Any, receive: Any, send: Any) -> None:
+        path = scope.get("path", "")
+        if scope["type"].startswith("http") and path not in known and not path.startswith(prefixes):
+            await self.app(scope, receive, send)  # not labelled by a path a client chose
+            return
+        await original(self, scope, receive, send)
+
+    bounded.__wrapped__ = original  # type: ignore[attr-defined]
+    Metrics.__call__ = bounded  # type: ignore[method-assign]
+
+
+def safe_name(text: str) -> str:
+    """``text`` reduced to characters safe in a file name (an instance id from a host name and a port)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text)[:64] or "instance"

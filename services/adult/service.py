@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import socket
 import threading
 import time
 import uuid
@@ -34,6 +35,10 @@ from services.adult.spec import ModelRef, load_spec
 
 logger = logging.getLogger("bentoml.adult")
 SPEC = load_spec()
+runtime.bound_metric_paths(
+    {"/predict", "/predict_batch", "/", "/docs.json", "/livez", "/readyz", "/healthz", "/metrics"},
+    prefixes=("/static_content/",),
+)
 Record, BatchRecord, PredictInput, BatchInput = schema.request_models(SPEC.input)
 FEATURES = [f.name for f in SPEC.input.fields]
 
@@ -81,7 +86,8 @@ SHED = bentoml.metrics.Counter(
 )
 REJECTED = bentoml.metrics.Counter(
     name="adult_rejected_requests",
-    documentation="Requests refused before scoring for their form (400 body, 405 method, 413 size, 415 type)",
+    documentation="Requests refused for their form: 400 body or schema, 404 path, 405 method, 408 slow body, "
+    "413 size, 415 type",
     labelnames=["status"],
 )
 LOG_WRITES = bentoml.metrics.Counter(
@@ -149,7 +155,8 @@ class AdultService:
         log_cfg = SPEC.prediction_log
         if os.environ.get("ADULT_PREDICTION_LOG_DIR"):  # e.g. a mounted volume; relative paths follow the cwd
             log_cfg = log_cfg.model_copy(update={"dir": os.environ["ADULT_PREDICTION_LOG_DIR"]})
-        self.log = PredictionLogger(log_cfg, worker)
+        instance = os.environ.get("ADULT_SERVICE_INSTANCE") or socket.gethostname()
+        self.log = PredictionLogger(log_cfg, worker, runtime.safe_name(instance))
         LOG_HEALTHY.set(1 if self.log.healthy else 0)
         if not self.log.healthy:
             logger.error("prediction log %s cannot be written: %s", self.log.path, self.log.last_error)
@@ -256,8 +263,6 @@ class AdultService:
     ) -> schema.Prediction:
         ref = self.refs[role]
         decision = int(score >= SPEC.decision_threshold)
-        if not shadow:
-            PREDICTIONS.labels(model=ref.name, version=ref.version, role=role, decision=str(decision)).inc()
         logged = self.log.write(
             {
                 "request_id": rid,
@@ -371,4 +376,5 @@ AdultService.add_asgi_middleware(  # type: ignore[attr-defined]
     on_shed=_shed,
     on_reject=_rejected,
     explain_503=_explain_503,
+    body_timeout_s=SPEC.overload.body_timeout_s,
 )

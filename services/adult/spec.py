@@ -94,6 +94,7 @@ class Overload(Strict):
     max_in_flight: int = Field(ge=1)  # requests admitted per worker (queued or running); more get 503
     retry_after_s: int = Field(ge=1, le=3600)  # the Retry-After of every 503 the service sends
     max_body_bytes: int = Field(ge=1024)  # a larger request body gets 413
+    body_timeout_s: float = Field(10.0, gt=0, le=300)  # a body that takes longer to arrive gets 408
 
 
 class ServingSpec(Strict):

@@ -240,15 +240,19 @@ def test_log_failure_fail_closed_is_not_ready_until_fixed(serve: Any, rows: list
     folder = tmp_path / "logs"
     server = serve({**CHAMPION_ONLY, "prediction_log": {"on_failure": "fail_closed"}}, log_dir=folder)
     assert server.client.post("/predict", json={"record": rows[0]}).status_code == 200
+    assert server.metric("adult_predictions_total") == 1
     shutil.rmtree(folder)
     folder.write_text("the folder became a file: unwritable")  # root ignores permission bits, so not chmod
     answer = server.client.post("/predict", json={"record": rows[0]})
     assert answer.status_code == 503 and answer.headers["retry-after"] and "prediction log" in answer.text
-    assert server.client.get("/readyz").status_code == 503
+    ready = server.client.get("/readyz")
+    assert ready.status_code == 503 and ready.headers["retry-after"] == "1"
+    assert server.metric("adult_predictions_total") == 1  # the refused answer is not counted as a prediction
     folder.unlink()
     assert server.client.get("/readyz").status_code == 200  # readiness probes the log and recovers
     assert server.client.post("/predict", json={"record": rows[1]}).status_code == 200
     assert server.metric("adult_prediction_log_writes_total", outcome="failed") >= 1
+    assert server.metric("adult_predictions_total") == 2
 
 
 def test_log_removed_mid_run_is_noticed_not_written_into_nothing(
@@ -306,14 +310,22 @@ def test_a_killed_worker_leaves_no_gauges_behind(serve: Any, rows: list, package
     assert stale == []
 
 
-def test_two_instances_keep_their_own_counters(serve: Any, rows: list) -> None:
-    first = serve(CHAMPION_ONLY)
+def test_two_instances_keep_their_own_counters_and_log_files(serve: Any, rows: list, tmp_path: Path) -> None:
+    shared = tmp_path / "shared-logs"
+    first = serve(CHAMPION_ONLY, log_dir=shared)
     for row in rows[:5]:
-        first.client.post("/predict", json={"record": row})
-    second = serve(CHAMPION_ONLY)
-    second.client.post("/predict", json={"record": rows[0]})
+        first.client.post("/predict", json={"record": row}, headers={"X-Request-ID": "first"})
+    second = serve(CHAMPION_ONLY, log_dir=shared)
+    second.client.post("/predict", json={"record": rows[0]}, headers={"X-Request-ID": "second"})
     assert first.metric("adult_predictions_total") == 5 and second.metric("adult_predictions_total") == 1
     assert first.runtime != second.runtime
+    files = sorted(shared.glob("predictions-*.jsonl"))
+    assert len(files) == 2, files  # one per instance (host and port in the name), never shared
+    owners = [{json.loads(line)["request_id"] for line in f.read_text().splitlines()} for f in files]
+    assert sorted(map(sorted, owners)) == [["first"], ["second"]]
+    assert any(f"-{first.port}-w" in f.name for f in files) and any(
+        f"-{second.port}-w" in f.name for f in files
+    )
 
 
 def test_native_pools_are_sized_from_the_spec(plain: Server) -> None:
@@ -367,3 +379,40 @@ def test_serving_leaves_dvc_and_git_clean(quick_repo: tuple[Path, str], tmp_path
     assert run(["git", "status", "--porcelain"], repo).stdout == tracked  # logs/ and var/ are ignored
     assert list((repo / "var/serve" / str(port) / "bentoml/prometheus_multiproc_dir").iterdir())
     assert (repo / "logs/predictions").is_dir()
+
+
+def test_unknown_paths_do_not_grow_the_metrics(plain: Server) -> None:
+    before = len(plain.client.get("/metrics").text)
+    for i in range(30):
+        assert plain.client.get(f"/probe-{i}").status_code == 404
+    after = plain.client.get("/metrics").text
+    assert "/probe-" not in after and len(after) < before + 2000
+    assert plain.metric("adult_rejected_requests_total", status="404") >= 30
+
+
+def test_schema_400s_are_counted(plain: Server, rows: list) -> None:
+    before = plain.metric("adult_rejected_requests_total", status="400")
+    plain.client.post("/predict", json={"record": {**rows[0], "age": True}})
+    assert plain.metric("adult_rejected_requests_total", status="400") == before + 1
+
+
+def test_a_slow_body_gets_408_and_holds_no_slot(serve: Any, rows: list) -> None:
+    import socket
+
+    server = serve({**CHAMPION_ONLY, "overload": {"max_in_flight": 2, "body_timeout_s": 1}})
+    body = json.dumps({"record": rows[0]}).encode()
+    stalled = []
+    for _ in range(6):  # more slow clients than admission slots
+        s = socket.create_connection(("127.0.0.1", server.port))
+        head = f"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        s.sendall(head.encode() + body[:5])
+        stalled.append(s)
+    try:
+        ok = [server.client.post("/predict", json={"record": rows[1]}).status_code for _ in range(4)]
+        assert ok == [200] * 4  # slow bodies are read before admission: they take no slot
+        stalled[0].settimeout(10)
+        reply = stalled[0].recv(4096).decode()
+        assert reply.startswith("HTTP/1.1 408") and "did not arrive within 1 s" in reply
+    finally:
+        for s in stalled:
+            s.close()
