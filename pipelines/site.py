@@ -7,7 +7,8 @@ commit and DVC experiment) and the commit the site is built from, in every page'
 ``site/build`` is git-ignored and not a DVC output, so publishing never changes ``dvc.lock``.
 
 Every MkDocs warning fails the build, with the warnings in the message (a broken link or anchor, a page missing
-from the docs folder, a link outside it), and the previous site stays. ``mkdocs build --quiet`` is not used: with
+from the docs folder, a link outside it), and so does any link in the built HTML that does not resolve (raw HTML
+in a page, which MkDocs does not check: ``pipelines.core.linkcheck``); the previous site stays. ``mkdocs build --quiet`` is not used: with
 it MkDocs 1.6 does not count warnings, and ``--strict`` passes a build it should stop.
 """
 
@@ -30,6 +31,7 @@ from pipelines.core.config import load_params
 from pipelines.core.errors import PipelineError, stage_main
 from pipelines.core.io import atomic_dir, read_json
 from pipelines.core.lineage import git_state
+from pipelines.core.linkcheck import broken_links
 from pipelines.core.render import environment
 from pipelines.core.workspace import ROOT
 from pipelines.report import GIT_PAGES, page_lineage
@@ -91,6 +93,19 @@ def mkdocs_build(config: Path, out: Path) -> list[str]:
     return lines
 
 
+def check_out(out: Path, source: Path) -> None:
+    """The site replaces ``out`` as a whole: it must be a folder of its own, not the project or its source."""
+    resolved = out.resolve()
+    if not out.name or resolved == Path.cwd().resolve() or resolved in source.resolve().parents:
+        raise PipelineError(
+            f"--out {out}: the site replaces this folder as a whole; give it a folder of its own"
+        )
+    if resolved == source.resolve() or source.resolve() in resolved.parents:
+        raise PipelineError(f"--out {out} is inside the source {source}")
+    if out.exists() and not out.is_dir():
+        raise PipelineError(f"--out {out} is a file, not a folder: the site will not replace it")
+
+
 @stage_main("site")
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
@@ -99,6 +114,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--gate", type=Path, default=Path("reports/gate.json"))
     parser.add_argument("--out", type=Path, default=Path("site/build"))
     args = parser.parse_args(argv)
+    check_out(args.out, args.source)
     config = args.source / "mkdocs.yml"
     if not config.is_file():
         raise PipelineError(f"{config} not found: run the report stage first (dvc repro report)")
@@ -111,6 +127,12 @@ def main(argv: list[str] | None = None) -> None:
         stamp_commit(source / "mkdocs.yml", ctx["git"])
         with atomic_dir(args.out) as staging:
             mkdocs_build(source / "mkdocs.yml", staging)
+            broken = broken_links(staging)
+            if broken:
+                raise SiteBuildError(
+                    f"{len(broken)} link(s) in the built pages do not resolve (raw HTML is not checked by MkDocs); "
+                    "the previous site stays:\n  " + "\n  ".join(broken[:40])
+                )
     pages = sum(1 for _ in args.out.rglob("*.html"))
     print(f"[site] {pages} HTML pages from commit {ctx['git']['short']} -> {args.out}")
 

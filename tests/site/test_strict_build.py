@@ -34,6 +34,14 @@ BROKEN = {
     ),
     "absolute_link": ("index.md", "\nSee [the root](/metrics/index.md).\n", "/metrics/index.md"),
     "unrecognized_link": ("index.md", "\nSee [the models](models/).\n", "models/"),
+    # raw HTML, which MkDocs does not check: the built pages are checked instead
+    "raw_html_anchor": ("index.md", '\n<a href="#nope">nowhere</a>\n', "no element with id 'nope'"),
+    "raw_html_page": ("index.md", '\n<a href="missing.md">gone</a>\n', "missing.md -> no such file"),
+    "raw_html_image": (
+        "metrics/index.md",
+        '\n<img src="../assets/plots/nope.png">\n',
+        "nope.png -> no such file",
+    ),
 }
 
 
@@ -69,7 +77,18 @@ def test_every_warning_fails_and_keeps_the_last_good_site(case: str, published: 
         check=False,
     )
     assert proc.returncode == 1, proc.stdout
-    assert "ERROR [site] mkdocs build --strict failed" in proc.stderr and "WARNING" in proc.stderr
-    assert needle in proc.stderr, proc.stderr
+    assert "ERROR [site]" in proc.stderr and needle in proc.stderr, proc.stderr
+    assert "WARNING" in proc.stderr or "do not resolve" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert pages(site) == before
+
+
+@pytest.mark.parametrize("out", [".", "reports/site/docs", "README.md"])
+def test_the_site_never_replaces_what_is_not_its_own(published: Path, out: str) -> None:
+    before = sha256_file(published / "README.md")
+    proc = run(["python", "-m", "pipelines.site", "--out", out], published, check=False)
+    assert proc.returncode == 1 and "ERROR [site] --out" in proc.stderr and "Traceback" not in proc.stderr
+    assert (
+        sha256_file(published / "README.md") == before
+        and (published / "reports/site/docs/index.md").is_file()
+    )
