@@ -26,7 +26,7 @@ from pipelines.core import plots
 from pipelines.core.config import DatasetConfig, load_params, section
 from pipelines.core.errors import PipelineError, stage_main
 from pipelines.core.io import atomic_dir, read_json
-from pipelines.core.lineage import dvc_lock_hashes, params_hash
+from pipelines.core.lineage import params_hash
 from pipelines.core.nist import Framework
 from pipelines.core.render import environment
 from pipelines.core.workspace import ROOT
@@ -110,18 +110,21 @@ def gather(params: dict[str, Any], reports: Path, artifacts: Path) -> dict[str, 
         "curves": {n: _curves(reports / "train" / n / "plots" / "metrics") for n in names},
     }
     ctx["releases"] = {r: v for r, v in ctx["releases"].items() if v and v.get("name")}
-    ctx["lineage"] = page_lineage(params, gate)
+    ctx["lineage"] = page_lineage(params, gate, ctx["releases"].get("champion"))
     return ctx
 
 
-def page_lineage(params: dict[str, Any], gate: dict[str, Any]) -> dict[str, Any]:
-    """What every page's lineage block names: params hash, champion version, verdicts, data hashes (dvc.lock).
+def page_lineage(
+    params: dict[str, Any], gate: dict[str, Any], champion: dict[str, Any] | None
+) -> dict[str, Any]:
+    """What every page's lineage block names: params hash, champion version, verdicts, data hashes (sha256 of the
+    raw and split files, as the champion's ``release.json`` records them; empty without a champion).
 
     No git commit: the report is a DVC output, and an output that named a commit could never match the
-    ``dvc.lock`` committed with it. The site step (``pipelines.site``) adds the commit when it publishes.
+    lock file committed with it. The site step (``pipelines.site``) adds the commit when it publishes.
     """
     return {
-        "data": dvc_lock_hashes(),
+        "data": (champion or {}).get("data", {}),
         "params_hash": params_hash(params)[:16],
         "champion": gate.get("champion"),
         "champion_version": gate["models"][gate["champion"]]["version"] if gate.get("champion") else None,

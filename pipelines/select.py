@@ -4,7 +4,7 @@ Reads ``evaluation`` (gates, primary metric, who is eligible), ``models`` (the c
 ``reports/eval/<model>/metrics.json``. Writes ``reports/gate.json`` (every gate: value, threshold, verdict) and
 ``reports/gate.md`` on every run. The champion is the eligible model that passes every blocking gate with the best
 primary metric; the challenger is the runner-up. Both are copied to ``artifacts/champion/`` and
-``artifacts/challenger/`` with ``release.json``: name, version, data hashes from dvc.lock, params hash, metrics,
+``artifacts/challenger/`` with ``release.json``: name, version, sha256 of the raw (pinned) and split files, params hash, metrics,
 gate verdicts and the sha256 of every file. No git commit: a file inside a commit cannot name that commit, so the
 commit that ships a release is recorded by the registry (GTO tags) and on the published site, never in an output. If no model passes, the stage exits 1 and the previous
 champion stays.
@@ -22,7 +22,7 @@ from pipelines.core.config import load_params, section
 from pipelines.core.errors import PipelineError, stage_main
 from pipelines.core.gates import evaluate_gates
 from pipelines.core.io import atomic_dir, read_json, to_json, write_json_atomic, write_text_atomic
-from pipelines.core.lineage import content_version, dvc_lock_hashes, params_hash
+from pipelines.core.lineage import content_version, data_lineage, params_hash
 from pipelines.core.model_config import EvaluationConfig
 from pipelines.core.render import render
 
@@ -59,6 +59,7 @@ def promote(
     metrics: dict[str, Any],
     artifacts: Path,
     out: Path,
+    processed: Path,
 ) -> dict[str, Any]:
     """Copy a verified candidate to ``out`` with its release metadata."""
     source = artifacts / name
@@ -77,7 +78,7 @@ def promote(
         "family": manifest["info"].get("family"),
         "description": manifest["info"].get("description"),
         "format": manifest["format"],
-        "data": dvc_lock_hashes(),
+        "data": data_lineage(params["dataset"], processed),
         "params_hash": params_hash(release_inputs),
         "params": release_inputs,
         "metrics": metrics,
@@ -105,6 +106,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--artifacts", type=Path, default=Path("artifacts/candidates"))
     parser.add_argument("--gate", type=Path, default=Path("reports/gate.json"))
     parser.add_argument("--out", type=Path, default=Path("artifacts"))
+    parser.add_argument("--processed", type=Path, default=Path("data/processed"))
     args = parser.parse_args(argv)
     params = load_params(args.params)
     cfg = section(params, "evaluation", EvaluationConfig)
@@ -141,6 +143,7 @@ def main(argv: list[str] | None = None) -> None:
         metrics[gate["champion"]],
         args.artifacts,
         args.out / "champion",
+        args.processed,
     )
     if gate["challenger"]:
         promote(
@@ -151,6 +154,7 @@ def main(argv: list[str] | None = None) -> None:
             metrics[gate["challenger"]],
             args.artifacts,
             args.out / "challenger",
+            args.processed,
         )
     else:
         empty_role("challenger", args.out / "challenger")

@@ -43,6 +43,11 @@ class SiteBuildError(PipelineError):
     """MkDocs reported a warning or an error: the site is not published."""
 
 
+def _champion_release() -> dict[str, Any] | None:
+    path = Path("artifacts/champion/release.json")
+    return read_json(path) if path.is_file() else None
+
+
 def git_context(params: dict[str, Any], gate: dict[str, Any]) -> dict[str, Any]:
     state = git_state()
     limit = params["report"]["history_limit"]
@@ -50,7 +55,7 @@ def git_context(params: dict[str, Any], gate: dict[str, Any]) -> dict[str, Any]:
         "git": {**state, "short": state["commit"][:10]},
         "history": {"commits": history.commits(limit), "experiments": history.experiments(limit)},
         "gate": gate,
-        "lineage": page_lineage(params, gate),
+        "lineage": page_lineage(params, gate, _champion_release()),
     }
 
 

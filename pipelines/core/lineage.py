@@ -1,4 +1,4 @@
-"""Where an artifact came from: git commit, data hashes recorded in dvc.lock, a hash of the params that made it."""
+"""Where an artifact came from: git commit, hashes of the data it was built from, a hash of the params that made it."""
 
 from __future__ import annotations
 
@@ -7,8 +7,6 @@ import json
 import subprocess
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 
 def git_state(cwd: Path | None = None) -> dict[str, Any]:
@@ -29,20 +27,21 @@ def git_state(cwd: Path | None = None) -> dict[str, Any]:
     return {"commit": commit.stdout.strip(), "dirty": bool(status.stdout.strip())}
 
 
-def dvc_lock_hashes(
-    lock: Path = Path("dvc.lock"), stages: tuple[str, ...] = ("ingest", "split")
-) -> dict[str, str]:
-    """md5 of every dep and out of ``stages`` as dvc.lock records them (the data lineage)."""
-    if not lock.is_file():
-        return {}
-    recorded = (yaml.safe_load(lock.read_text()) or {}).get("stages", {})
-    out: dict[str, str] = {}
-    for stage in stages:
-        for kind in ("deps", "outs"):
-            for entry in recorded.get(stage, {}).get(kind, []):
-                path = entry["path"]
-                if path.startswith("data/") and "md5" in entry:
-                    out[path] = entry["md5"]
+def data_lineage(dataset: dict[str, Any], processed: Path) -> dict[str, str]:
+    """sha256 of the data a model was built from, read only from a stage's declared inputs.
+
+    Raw files: the pins in ``dataset.files`` (ingest refuses a file whose sha256 differs). Split files: hashed
+    here from ``processed`` (a declared dep of every stage that calls this). Never read from ``dvc.lock``: a stage
+    that reads the lock depends on a file DVC does not track as its input, so its output changes when an unrelated
+    stage re-runs (measured: a cold ``dvc repro`` re-hashed ``artifacts/champion`` after ingest's output hash moved).
+
+    Returns ``{relative path: sha256 hex}``, raw files first, then split files in name order.
+    """
+    raw_dir = Path(dataset.get("raw_dir", "data/raw"))
+    out = {str(raw_dir / f["path"]): f["sha256"] for f in dataset.get("files", {}).values()}
+    for path in sorted(processed.rglob("*")):
+        if path.is_file():
+            out[path.as_posix()] = hashlib.sha256(path.read_bytes()).hexdigest()
     return out
 
 

@@ -284,6 +284,8 @@ class AdultService:
             raise ServiceUnavailable(
                 f"prediction log cannot be written ({self.log.last_error}); policy fail_closed"
             )
+        if not shadow:  # counted once the answer is certain (fail_closed may still refuse it above)
+            PREDICTIONS.labels(model=ref.name, version=ref.version, role=role, decision=str(decision)).inc()
         return schema.Prediction(
             request_id=rid,
             score=score,

@@ -97,10 +97,14 @@ def test_champion_carries_its_lineage(baseline: Path) -> None:
     assert release["role"] == "champion" and release["name"] == gate["champion"]
     assert release["version"].startswith(release["name"] + "-")
     assert "git" not in release  # the commit that ships it is recorded by the registry, not inside an output
-    lock = yaml.safe_load((baseline / "dvc.lock").read_text())["stages"]
-    processed = next(o for o in lock["split"]["outs"] if o["path"] == "data/processed")
-    assert release["data"]["data/processed"] == processed["md5"]
     params = yaml.safe_load((baseline / "params.yaml").read_text())
+    # the data lineage: the raw pins and a sha256 of every split file, in that order, read from declared inputs
+    expected = {f"data/raw/{f['path']}": f["sha256"] for f in params["dataset"]["files"].values()}
+    expected |= {
+        f"data/processed/{s}.parquet": sha256_file(baseline / f"data/processed/{s}.parquet")
+        for s in ("test", "train", "valid")
+    }
+    assert release["data"] == expected and list(release["data"]) == list(expected)
     assert release["params_hash"] == params_hash(release_params(params, release["name"]))
     for name, digest in release["files"].items():
         assert sha256_file(baseline / "artifacts/champion" / name) == digest

@@ -99,3 +99,25 @@ def test_mitigation_bases_match_config() -> None:
 
 def test_every_model_is_evaluated() -> None:
     assert sorted(_names("evaluate")) == sorted(PARAMS["models"])
+
+
+@pytest.mark.parametrize("stage", list(DVC))
+def test_stages_read_no_undeclared_state(stage: str) -> None:
+    """A stage that reads dvc.lock or asks git depends on something DVC does not track as its input, so its
+    outputs change when an unrelated stage re-runs (the site step, outside DVC, is the one place for both)."""
+    source = (ROOT / f"pipelines/{stage}.py").read_text()
+    for needle in ("dvc.lock", "git_state", '"git"', "rev-parse"):
+        assert needle not in source, f"pipelines/{stage}.py reads {needle}"
+
+
+def test_select_declares_every_param_a_release_records() -> None:
+    from pipelines.select import release_params
+
+    declared = DVC["select"]["params"]
+    for name in PARAMS["models"]:
+        for top, value in release_params(PARAMS, name).items():
+            leaves = [f"{top}.{k}" for k in value] if top == "dataset" else [top]
+            for leaf in leaves:
+                assert any(leaf == d or leaf.startswith(d + ".") for d in declared), (
+                    f"select reads {leaf} undeclared"
+                )
