@@ -16,6 +16,10 @@ export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: help venv params pipeline repro serve site docs-serve browser test lint typecheck bench lock clean
 PORT ?= 3000
+# SYSTEM=<name> limits pipeline, site and serve to one system (a key of `systems` in params.yaml); empty: all.
+SYSTEM ?=
+TARGETS := $(if $(SYSTEM),report@$(SYSTEM),)
+SITE_SYSTEMS := $(if $(SYSTEM),--systems $(SYSTEM),)
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -32,21 +36,20 @@ venv: $(STAMP) ## create or refresh .venv from requirements.lock
 params: $(STAMP) ## compose params.yaml from conf/ (Hydra)
 	$(BIN)/python -m pipelines.compose
 
-pipeline: params ## set up and run the whole DVC pipeline, ending with the built site
-	$(BIN)/dvc repro
-	$(BIN)/python -m pipelines.site
+pipeline: params ## set up and run the DVC pipeline of every system (or SYSTEM=<name>), ending with the site
+	$(BIN)/dvc repro $(TARGETS)
+	$(BIN)/python -m pipelines.site $(SITE_SYSTEMS)
 	@echo "site: $(CURDIR)/site/build/index.html (make docs-serve to preview)"
 
 repro: $(STAMP) ## dvc repro without recomposing params.yaml
 	$(BIN)/dvc repro
 
-serve: $(STAMP) ## serve the packaged champion (and challenger) on 127.0.0.1:$(PORT)
-	@test -f artifacts/serving/serving.json || $(BIN)/dvc repro package
-	$(BIN)/python -m services.serve --port $(PORT)
+serve: $(STAMP) ## serve a system's champion and challenger (SYSTEM=<name>, default the first) on 127.0.0.1:$(PORT)
+	$(BIN)/python -m services.serve $(if $(SYSTEM),--system $(SYSTEM),) --port $(PORT)
 
 site: $(STAMP) ## build the documentation site into site/build (runs what it needs)
-	$(BIN)/dvc repro report
-	$(BIN)/python -m pipelines.site
+	$(BIN)/dvc repro $(if $(SYSTEM),report@$(SYSTEM),$(addprefix report@,$(shell $(BIN)/python -c "import yaml; print(' '.join(yaml.safe_load(open('params.yaml'))['systems']))")))
+	$(BIN)/python -m pipelines.site $(SITE_SYSTEMS)
 
 docs-serve: site ## preview the built site on http://127.0.0.1:8000
 	$(BIN)/python -m http.server 8000 --bind 127.0.0.1 --directory site/build

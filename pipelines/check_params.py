@@ -25,9 +25,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--out", type=Path, default=Path("reports/params.json"))
     args = parser.parse_args(argv)
-    validate_params(load_params(args.params), machine=True)
+    systems = validate_params(load_params(args.params), machine=True)
     write_json_atomic(args.out, {"valid": True, "sections": sorted(Params.model_fields)})
-    print(f"[check_params] {args.params}: every section is valid -> {args.out}")
+    print(f"[check_params] {args.params}: every section of {', '.join(systems)} is valid -> {args.out}")
 
 
 if __name__ == "__main__":

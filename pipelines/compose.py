@@ -1,7 +1,7 @@
 """Compose params.yaml from conf/ with Hydra, exactly as ``dvc exp run`` does (hydra.enabled).
 
 Usage: ``python -m pipelines.compose [OVERRIDE ...] [--output FILE] [--check]``
-Overrides use Hydra's grammar: ``split.seed=7``, ``dataset=adult``, ``+experiment=name``.
+Overrides use Hydra's grammar: ``<system>.split.seed=7``, ``experiment=quick``.
 ``--check`` exits 1 when the file on disk differs from a fresh composition (CI uses it to catch stale params).
 A composition with a bad value anywhere is not written: the error names every dotted key at fault.
 """

@@ -25,10 +25,11 @@ import pandas as pd
 from models.predictor import ArtifactError, CalibratedPredictor, Predictor, load_predictor, read_manifest
 from pipelines.core import behaviour, fairness, latency, runlog
 from pipelines.core import metrics as M
-from pipelines.core.config import DatasetConfig, load_params, section
+from pipelines.core.config import DatasetConfig, load_system, section
 from pipelines.core.errors import PipelineError, stage_main
 from pipelines.core.io import atomic_dir, to_json
 from pipelines.core.model_config import EvaluationConfig
+from pipelines.core.paths import SystemPaths
 from pipelines.core.training import read_split
 
 
@@ -149,17 +150,20 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", required=True)
     parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--data", type=Path, default=Path("data/processed"))
-    parser.add_argument("--artifacts", type=Path, default=Path("artifacts/candidates"))
+    parser.add_argument("--system", required=True, help="the system (a key of params.yaml systems)")
+    parser.add_argument("--data", type=Path)
+    parser.add_argument("--artifacts", type=Path)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
-    params = load_params(args.params)
+    paths = SystemPaths(args.system)
+    args.data, args.artifacts = args.data or paths.processed, args.artifacts or paths.candidates
+    params = load_system(args.params, args.system)
     cfg = section(params, "evaluation", EvaluationConfig)
     dataset = section(params, "dataset", DatasetConfig)
     rules = dataset.contract.columns
     categories = {c: list(r.categories) for c, r in rules.items() if r.categories}
     upper = {c: r.max for c, r in rules.items() if r.max is not None}
-    out = args.out or Path("reports/eval") / args.model
+    out = args.out or paths.evals / args.model
     try:
         folder = args.artifacts / args.model
         predictor, info = load_predictor(folder), read_manifest(folder)["info"]
@@ -168,7 +172,7 @@ def main(argv: list[str] | None = None) -> None:
     test = read_split(args.data, cfg.split)
     result = evaluate(predictor, test, cfg, categories, upper)
     measured = result.pop("latency_measured")
-    runlog.record("evaluate", args.model, {"latency": jsonable(measured)})
+    runlog.record("evaluate", f"{args.system}/{args.model}", {"latency": jsonable(measured)})
     with atomic_dir(out) as staging:
         (staging / "plots").mkdir()
         for name, points in result.pop("plots").items():

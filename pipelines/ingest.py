@@ -15,9 +15,10 @@ from typing import Any
 import pandas as pd
 
 from pipelines.core import text
-from pipelines.core.config import DatasetConfig, load_params, section
+from pipelines.core.config import DatasetConfig, load_system, section
 from pipelines.core.errors import PipelineError, stage_main
 from pipelines.core.io import atomic_dir, sha256_file, to_json, write_parquet
+from pipelines.core.paths import SystemPaths
 
 MAX_EXAMPLES = 5
 
@@ -220,9 +221,12 @@ def ingest_file(dataset: DatasetConfig, key: str) -> tuple[pd.DataFrame, dict[st
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--out", type=Path, default=Path("data/interim"))
+    parser.add_argument("--system", required=True, help="the system (a key of params.yaml systems)")
+    parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
-    dataset = section(load_params(args.params), "dataset", DatasetConfig)
+    params = load_system(args.params, args.system)
+    dataset = section(params, "dataset", DatasetConfig)
+    args.out = args.out or SystemPaths(args.system).interim
     results = {key: ingest_file(dataset, key) for key in dataset.files}
     with atomic_dir(args.out) as staging:
         for key, (table, _) in results.items():

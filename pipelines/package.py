@@ -1,10 +1,11 @@
 """Stage ``package``: put the champion and the challenger into the BentoML model store and build the bento.
 
-Reads ``serving`` (routing, input policy, batching, log), ``dataset`` (the contract the input schema mirrors),
-``features`` and the promoted artifacts in ``artifacts/champion`` and ``artifacts/challenger``. Writes, under a
-project-local BentoML home (``artifacts/bentoml``): one model per role, tagged ``adult-<name>:<version>`` with
-the release metadata and every file's sha256, and the bento ``adult-income`` with its Dockerfile. Also writes
-``artifacts/serving/serving.json`` (the spec the service reads) and ``reports/package.json``.
+Runs once per system. Reads the system's ``serving`` (routing, input policy, batching, log), ``dataset`` (the
+contract the input schema mirrors), ``features`` and the promoted artifacts in ``artifacts/<system>/champion`` and
+``challenger``. Writes, under the system's BentoML home (``artifacts/<system>/bentoml``): one model per role,
+tagged ``<system>-<model>:<version>`` with the release metadata and every file's sha256, and the bento
+``<system>`` (the generic service in ``services/tabular`` with this system's spec) with its Dockerfile. Also writes
+``artifacts/<system>/serving/serving.json`` (the spec the service reads) and ``reports/<system>/package.json``.
 """
 
 from __future__ import annotations
@@ -24,14 +25,20 @@ from typing import Any
 
 import yaml
 
-from pipelines.core.config import DatasetConfig, load_params, section
+from pipelines.core.config import DatasetConfig, load_system, section
 from pipelines.core.errors import PipelineError, stage_main
 from pipelines.core.io import atomic_dir, read_json, sha256_file, write_json_atomic
 from pipelines.core.params import ServingConfig
+from pipelines.core.paths import SystemPaths
 from pipelines.core.render import render
 from pipelines.core.workspace import ROOT
 
-SERVICE_NAME = "adult-income"
+
+def bento_name(system: str) -> str:
+    """The bento and BentoML service name of a system (``<system>``, ``_`` as ``-``; BentoML names allow no ``_``)."""
+    return system.replace("_", "-")
+
+
 CREATION_TIME = re.compile(r"^(\s*)creation_time: .*$", re.MULTILINE)
 RUNTIME_PACKAGES = [
     "scikit-learn",
@@ -88,10 +95,11 @@ def release(folder: Path) -> dict[str, Any] | None:
     return data if data.get("name") else None
 
 
-def model_ref(rel: dict[str, Any]) -> dict[str, Any]:
+def model_ref(system: str, rel: dict[str, Any]) -> dict[str, Any]:
+    """The BentoML model of a release: ``<system>-<model>:<version>`` (``_`` written ``-``)."""
     version = rel["version"].removeprefix(rel["name"] + "-")
     return {
-        "tag": f"adult-{rel['name'].replace('_', '-')}:{version}",
+        "tag": f"{bento_name(system)}-{rel['name'].replace('_', '-')}:{version}",
         "name": rel["name"],
         "version": rel["version"],
         "files": rel["files"],
@@ -152,14 +160,15 @@ def build_bento(home: Path, spec: dict[str, Any], params_hash: str) -> str:
                 target = ctx / path.relative_to(ROOT)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(path, target)
-        spec_file = ctx / "services/adult/serving.json"
+        spec_file = ctx / "services/tabular/serving.json"
         spec_file.write_text(json.dumps(spec, indent=2) + "\n")
         bentofile = ctx / "bentofile.yaml"
         bentofile.write_text(
             render(
                 "bentofile.yaml.j2",
-                ROOT / "services/adult",
-                service_name=SERVICE_NAME,
+                ROOT / "services/tabular",
+                service_name=spec["service_name"],
+                system=spec["system"],
                 champion=spec["champion"]["tag"],
                 challenger=spec["challenger"]["tag"] if spec["challenger"] else None,
                 params_hash=params_hash,
@@ -170,7 +179,7 @@ def build_bento(home: Path, spec: dict[str, Any], params_hash: str) -> str:
             os.environ,
             BENTOML_HOME=str(home),
             BENTOML_DO_NOT_TRACK="True",
-            ADULT_SERVING_CONFIG=str(spec_file),
+            SERVING_CONFIG=str(spec_file),
             PYTHONPATH=str(ctx),
         )
         bentoml_cli = Path(sys.executable).parent / "bentoml"
@@ -194,20 +203,29 @@ def build_bento(home: Path, spec: dict[str, Any], params_hash: str) -> str:
         )
         if proc.returncode != 0:
             raise PipelineError(f"bentoml build failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-        tag = proc.stdout.strip().splitlines()[-1].strip()
-        return tag.removeprefix("__tag__:")
+        # the tag is known (name and --version are ours); stdout is not parsed: BentoML prints through Rich, which
+        # turns ":adult:" in "__tag__:adult:<version>" into an emoji
+        name = spec["service_name"]
+        if not (home / "bentos" / name / version / "bento.yaml").is_file():
+            raise PipelineError(f"bentoml build reported success but {home}/bentos/{name}/{version} is missing")
+        return f"{name}:{version}"
 
 
 @stage_main("package")
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--artifacts", type=Path, default=Path("artifacts"))
-    parser.add_argument("--home", type=Path, default=Path("artifacts/bentoml"))
-    parser.add_argument("--spec", type=Path, default=Path("artifacts/serving/serving.json"))
-    parser.add_argument("--report", type=Path, default=Path("reports/package.json"))
+    parser.add_argument("--system", required=True, help="the system (a key of params.yaml systems)")
+    parser.add_argument("--artifacts", type=Path)
+    parser.add_argument("--home", type=Path)
+    parser.add_argument("--spec", type=Path)
+    parser.add_argument("--report", type=Path)
     args = parser.parse_args(argv)
-    params = load_params(args.params)
+    paths = SystemPaths(args.system)
+    args.artifacts, args.home = args.artifacts or paths.artifacts, args.home or paths.bentoml
+    args.spec, args.report = args.spec or paths.serving_spec, args.report or paths.package_report
+    params = load_system(args.params, args.system)
+    service_name = bento_name(args.system)
     dataset = section(params, "dataset", DatasetConfig)
     section(
         params, "serving", ServingConfig
@@ -215,13 +233,14 @@ def main(argv: list[str] | None = None) -> None:
     serving = params["serving"]
     champion = release(args.artifacts / "champion")
     if champion is None:
-        raise PipelineError("artifacts/champion has no model: nothing to package")
+        raise PipelineError(f"{args.artifacts / 'champion'} has no model: nothing to package")
     challenger = release(args.artifacts / "challenger")
     labels = {str(v): k for k, v in dataset.target.labels.items()}
     spec = {
-        "service_name": SERVICE_NAME,
-        "champion": model_ref(champion),
-        "challenger": model_ref(challenger) if challenger else None,
+        "system": args.system,
+        "service_name": service_name,
+        "champion": model_ref(args.system, champion),
+        "challenger": model_ref(args.system, challenger) if challenger else None,
         "routing": serving["routing"],
         "input": {**serving["input"], "fields": input_fields(dataset, params["features"])},
         "decision_threshold": serving["decision_threshold"],
@@ -234,7 +253,7 @@ def main(argv: list[str] | None = None) -> None:
         "prediction_log": serving["prediction_log"],
         "port": serving["port"],
     }
-    from services.adult.spec import ServingSpec
+    from services.tabular.spec import ServingSpec
 
     ServingSpec.model_validate(spec)  # the service must accept what we package
     home = args.home.resolve()
@@ -259,7 +278,8 @@ def main(argv: list[str] | None = None) -> None:
         args.report,
         {
             "bento": bento_tag,
-            "service": SERVICE_NAME,
+            "system": args.system,
+            "service": service_name,
             "champion": spec["champion"]["tag"],
             "challenger": spec["challenger"]["tag"] if challenger else None,
             "routing": serving["routing"]["mode"],

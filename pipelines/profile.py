@@ -16,9 +16,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipelines.core.config import DatasetConfig, ProfileConfig, load_params, section
+from pipelines.core.config import DatasetConfig, ProfileConfig, load_system, section
 from pipelines.core.errors import PipelineError, stage_main
 from pipelines.core.io import read_parquet, write_json_atomic
+from pipelines.core.paths import SystemPaths
 
 OTHER = "(other)"
 MISSING = "(missing)"
@@ -155,10 +156,13 @@ def profile_splits(
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--data", type=Path, default=Path("data/processed"))
-    parser.add_argument("--out", type=Path, default=Path("reports/data/profile.json"))
+    parser.add_argument("--system", required=True, help="the system (a key of params.yaml systems)")
+    parser.add_argument("--data", type=Path)
+    parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
-    params = load_params(args.params)
+    paths = SystemPaths(args.system)
+    args.data, args.out = args.data or paths.processed, args.out or paths.data_reports / "profile.json"
+    params = load_system(args.params, args.system)
     cfg = section(params, "profile", ProfileConfig)
     dataset = section(params, "dataset", DatasetConfig)
     splits = {}

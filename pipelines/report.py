@@ -1,12 +1,12 @@
-"""Stage ``report``: the documents people read, rendered from measured data and curated text.
+"""Stage ``report``: one system's documents, rendered from measured data and that system's curated text.
 
-Renders site/templates (Jinja) with the pipeline's outputs (evaluations, gates, profile, contract, release and
-package metadata, training curves) and the curated YAML in site/curated, into the MkDocs source
-``reports/site`` (``mkdocs.yml`` + ``docs/``): a model card per model (Mitchell et al.'s nine sections), the
-datasheet (Gebru et al.'s 57 questions), metrics pages with the leaderboard against the gates, the risk log mapped
-to the NIST AI RMF with its coverage table, the serving page, and the hand-written pages from site/pages. Nothing
-here reads git, so the same commit and data give the same bytes; the history and changelog pages and the commit
-are added by the site step when it publishes. Every page ends with its lineage. Completeness is enforced: an empty model-card section,
+Runs once per system. Renders site/templates (Jinja) with the system's outputs (evaluations, gates, profile,
+contract, release and package metadata, training curves) and its curated YAML in ``site/curated/<system>/``, into
+``reports/<system>/site``: ``docs/`` (the system's section of the site) and ``nav.yml`` (its navigation). Pages: a
+model card per model (Mitchell et al.'s nine sections), the datasheet (Gebru et al.'s 57 questions), metrics pages
+with the leaderboard against the gates, the risk log mapped to the NIST AI RMF with its coverage table, the serving
+page. Nothing here reads git, so the same commit and data give the same bytes; the site step assembles every
+system's section with the platform pages, the portfolio, history and changelog. Every page ends with its lineage. Completeness is enforced: an empty model-card section,
 an unanswered datasheet question or a risk with an invalid NIST subcategory stops the stage, naming it.
 """
 
@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import csv
 import re
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +22,12 @@ import jinja2
 import yaml
 
 from pipelines.core import plots
-from pipelines.core.config import DatasetConfig, load_params, section
+from pipelines.core.config import DatasetConfig, load_system, section
 from pipelines.core.errors import PipelineError, stage_main
 from pipelines.core.io import atomic_dir, read_json
 from pipelines.core.lineage import params_hash
 from pipelines.core.nist import Framework
+from pipelines.core.paths import SystemPaths
 from pipelines.core.render import environment
 from pipelines.core.workspace import ROOT
 
@@ -52,8 +52,8 @@ DATASHEET_COUNTS = {
     "distribution": 7,
     "maintenance": 8,
 }
-# Pages read from git history; the site step renders them when it publishes (they are not DVC outputs).
-GIT_PAGES = {"metrics/history.md": "history.md.j2", "changelog.md": "changelog.md.j2"}
+# Pages of each system's section read from git history; the site step renders them when it publishes.
+GIT_PAGES = {"metrics/history.md": "history.md.j2"}
 LEVELS = ("low", "medium", "high")
 STATUSES = ("open", "monitoring", "mitigated", "accepted", "closed")
 
@@ -85,6 +85,16 @@ def _curves(folder: Path) -> dict[str, list[tuple[float, float]]]:
     return series
 
 
+def target_display(target: dict[str, Any]) -> dict[str, str]:
+    """How pages name the two classes: ``target.display`` from the dataset config, else the raw labels."""
+    by_value = {v: k for k, v in target["labels"].items()}
+    display = target.get("display") or {}
+    return {
+        "positive": display.get("positive") or by_value[1],
+        "negative": display.get("negative") or by_value[0],
+    }
+
+
 def gather(params: dict[str, Any], reports: Path, artifacts: Path) -> dict[str, Any]:
     """Everything the templates show, read from the pipeline's outputs."""
     names = list(params["models"])
@@ -94,6 +104,8 @@ def gather(params: dict[str, Any], reports: Path, artifacts: Path) -> dict[str, 
         "params": params,
         "report": params["report"],
         "dataset": params["dataset"],
+        "evaluation": params["evaluation"],
+        "target": target_display(params["dataset"]["target"]),
         "gate": gate,
         "names": names,
         "evals": {n: _json(reports / "eval" / n / "evaluation.json") for n in names},
@@ -189,7 +201,7 @@ def check_datasheet(sheet: dict[str, Any], computed: dict[str, Any]) -> None:
                 problems.append(f"{sid}.{q['id']} ({q['question']!r}) has no answer")
     if problems:
         raise IncompleteReport(
-            "datasheet incomplete (site/curated/datasheet.yaml):\n  " + "\n  ".join(problems)
+            "datasheet incomplete (site/curated/<system>/datasheet.yaml):\n  " + "\n  ".join(problems)
         )
 
 
@@ -308,7 +320,7 @@ def check_risks(
             problems.append(f"{rid}: evidence '{risk['evidence']}' is not a page of the site")
     if problems:
         raise IncompleteReport(
-            "risk log invalid (site/curated/risks.yaml or measured risks):\n  " + "\n  ".join(problems)
+            "risk log invalid (site/curated/<system>/risks.yaml or measured risks):\n  " + "\n  ".join(problems)
         )
 
 
@@ -348,8 +360,10 @@ def make_plots(ctx: dict[str, Any], assets: Path) -> dict[str, str]:
         bins = {"calibrated" if ev["calibration"]["method"] else "scores": ev["calibration"]["bins"]}
         if ev["calibration"].get("before"):
             bins = {"before calibration": ev["calibration"]["before"]["bins"], **bins}
-        plots.reliability(bins, f"Reliability: {n}", assets / f"calibration-{n}.png", dpi)
-        for attribute in ("sex", "race"):
+        plots.reliability(
+            bins, f"Reliability: {n}", assets / f"calibration-{n}.png", dpi, ctx["target"]["positive"]
+        )
+        for attribute in ctx["evaluation"]["fairness"]["attributes"]:
             groups = ev["fairness"][attribute]["groups"]
             plots.group_rates(
                 groups,
@@ -373,6 +387,7 @@ def make_plots(ctx: dict[str, Any], assets: Path) -> dict[str, str]:
 def pages(ctx: dict[str, Any]) -> dict[str, tuple[str, dict[str, Any]]]:
     """Page path (under docs/) -> (template, extra context)."""
     out: dict[str, tuple[str, dict[str, Any]]] = {
+        "index.md": ("system_index.md.j2", {}),
         "models/index.md": ("models_index.md.j2", {}),
         "metrics/index.md": ("leaderboard.md.j2", {}),
         "data/datasheet.md": ("datasheet.md.j2", {}),
@@ -406,28 +421,35 @@ def role_of(ctx: dict[str, Any], name: str) -> str | None:
 @stage_main("report")
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--system", required=True, help="the system (a key of params.yaml systems)")
     parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--reports", type=Path, default=Path("reports"))
-    parser.add_argument("--artifacts", type=Path, default=Path("artifacts"))
-    parser.add_argument("--curated", type=Path, default=SITE / "curated")
-    parser.add_argument("--out", type=Path, default=Path("reports/site"))
+    parser.add_argument("--reports", type=Path)
+    parser.add_argument("--artifacts", type=Path)
+    parser.add_argument("--curated", type=Path, help="default site/curated/<system>")
+    parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
-    params = load_params(args.params)
+    paths = SystemPaths(args.system)
+    args.reports, args.artifacts = args.reports or paths.reports, args.artifacts or paths.artifacts
+    args.curated, args.out = args.curated or SITE / "curated" / args.system, args.out or paths.site_pages
+    params = load_system(args.params, args.system)
     dataset = section(params, "dataset", DatasetConfig)
     ctx = gather(params, args.reports, args.artifacts)
-    curated = {
-        name: yaml.safe_load((args.curated / f"{name}.yaml").read_text(encoding="utf-8"))
-        for name in ("model_card", "datasheet", "risks")
-    }
-    framework = Framework(args.curated / "nist_ai_rmf.yaml")
+    ctx["system"] = args.system
+    curated = {}
+    for name in ("model_card", "datasheet", "risks"):
+        path = args.curated / f"{name}.yaml"
+        if not path.is_file():
+            raise IncompleteReport(f"{path} not found: every system keeps its curated {name} there")
+        curated[name] = yaml.safe_load(path.read_text(encoding="utf-8"))
+    framework = Framework(SITE / "curated" / "nist_ai_rmf.yaml")
     ctx["card"] = curated["model_card"]
     ctx["datasheet"] = curated["datasheet"]
     ctx["computed"] = computed_answers(ctx, dataset)
     check_datasheet(curated["datasheet"], ctx["computed"])
 
-    handwritten = sorted(p.name for p in (SITE / "pages").glob("*.md"))
     site_pages = pages(ctx)
-    all_pages = set(site_pages) | set(handwritten) | set(GIT_PAGES)
+    platform = {f"../{p.name}" for p in (SITE / "pages").glob("*.md")}  # evidence on a platform page: ../<page>
+    all_pages = set(site_pages) | set(GIT_PAGES) | platform
     risks = [{**r, "source": "curated"} for r in curated["risks"]["risks"]] + measured_risks(ctx)
     check_risks(risks, framework, all_pages, curated["risks"]["owners"])
     ctx["risks"] = risks
@@ -451,16 +473,10 @@ def main(argv: list[str] | None = None) -> None:
                 check_card(extra["name"], text)
             (docs / path).parent.mkdir(parents=True, exist_ok=True)
             (docs / path).write_text(text, encoding="utf-8")
-        lineage = env.get_template("lineage.md.j2")
-        for name in handwritten:
-            body = (SITE / "pages" / name).read_text(encoding="utf-8")
-            (docs / name).write_text(
-                body.rstrip() + "\n\n" + lineage.render(**ctx, root=""), encoding="utf-8"
-            )
-        if (SITE / "assets").is_dir():
-            shutil.copytree(SITE / "assets", docs / "assets", dirs_exist_ok=True)
-        (staging / "mkdocs.yml").write_text(env.get_template("mkdocs.yml.j2").render(**ctx), encoding="utf-8")
-    print(f"[report] {len(site_pages) + len(handwritten)} pages, {len(risks)} risks -> {args.out}")
+        (staging / "nav.yml").write_text(
+            env.get_template("system_nav.yml.j2").render(**ctx), encoding="utf-8"
+        )
+    print(f"[report] {args.system}: {len(site_pages)} pages, {len(risks)} risks -> {args.out}")
 
 
 if __name__ == "__main__":

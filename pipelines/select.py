@@ -18,12 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from models.predictor import ArtifactError, read_manifest, verify_files
-from pipelines.core.config import load_params, section
+from pipelines.core.config import load_system, section
 from pipelines.core.errors import PipelineError, stage_main
 from pipelines.core.gates import evaluate_gates
 from pipelines.core.io import atomic_dir, read_json, to_json, write_json_atomic, write_text_atomic
 from pipelines.core.lineage import content_version, data_lineage, params_hash
 from pipelines.core.model_config import EvaluationConfig
+from pipelines.core.paths import SystemPaths
 from pipelines.core.render import render
 
 RELEASE = "release.json"
@@ -72,6 +73,7 @@ def promote(
     release_inputs = release_params(params, name)
     release = {
         "role": role,
+        "system": getattr(params, "system", None),
         "name": name,
         "version": f"{name}-{content_version(files)}",
         "kind": manifest["info"].get("kind"),
@@ -102,26 +104,33 @@ def empty_role(role: str, out: Path) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--evals", type=Path, default=Path("reports/eval"))
-    parser.add_argument("--artifacts", type=Path, default=Path("artifacts/candidates"))
-    parser.add_argument("--gate", type=Path, default=Path("reports/gate.json"))
-    parser.add_argument("--out", type=Path, default=Path("artifacts"))
-    parser.add_argument("--processed", type=Path, default=Path("data/processed"))
+    parser.add_argument("--system", required=True, help="the system (a key of params.yaml systems)")
+    parser.add_argument("--evals", type=Path)
+    parser.add_argument("--artifacts", type=Path)
+    parser.add_argument("--gate", type=Path)
+    parser.add_argument("--out", type=Path)
+    parser.add_argument("--processed", type=Path)
     args = parser.parse_args(argv)
-    params = load_params(args.params)
+    paths = SystemPaths(args.system)
+    args.evals, args.artifacts = args.evals or paths.evals, args.artifacts or paths.candidates
+    args.gate, args.out = args.gate or paths.gate, args.out or paths.artifacts
+    args.processed = args.processed or paths.processed
+    params = load_system(args.params, args.system)
     cfg = section(params, "evaluation", EvaluationConfig)
     metrics: dict[str, dict[str, Any]] = {}
     for name in params.get("models", {}):
         path = args.evals / name / "metrics.json"
         if not path.is_file():
-            raise PipelineError(f"{path} not found: evaluate every model first (dvc repro evaluate@{name})")
+            raise PipelineError(
+                f"{path} not found: evaluate every model first (dvc repro evaluate@{args.system}-{name})"
+            )
         metrics[name] = read_json(path)
     gate = evaluate_gates(metrics, cfg)
     for name, entry in gate["models"].items():
         try:
             entry["version"] = f"{name}-{content_version(read_manifest(args.artifacts / name)['files'])}"
         except ArtifactError as err:
-            raise PipelineError(f"models.{name}: {err}") from None
+            raise PipelineError(f"{params.key('models.' + name)}: {err}") from None
     gate["gates"] = {n: g.model_dump() for n, g in cfg.gates.items()}
     write_json_atomic(args.gate, gate)
     write_text_atomic(args.gate.with_suffix(".md"), render("gate.md.j2", gate=gate, gates=gate["gates"]))

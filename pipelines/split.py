@@ -13,9 +13,10 @@ from typing import Any
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from pipelines.core.config import DatasetConfig, SplitConfig, load_params, section
+from pipelines.core.config import DatasetConfig, SplitConfig, load_system, section
 from pipelines.core.errors import PipelineError, stage_main
 from pipelines.core.io import atomic_dir, read_parquet, write_json_atomic, write_parquet
+from pipelines.core.paths import SystemPaths
 
 
 def _strata(frame: pd.DataFrame, columns: list[str]) -> pd.Series | None:
@@ -76,11 +77,15 @@ def split_metrics(splits: dict[str, pd.DataFrame], target: str, cfg: SplitConfig
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--data", type=Path, default=Path("data/validated"))
-    parser.add_argument("--out", type=Path, default=Path("data/processed"))
-    parser.add_argument("--metrics", type=Path, default=Path("reports/data/split.json"))
+    parser.add_argument("--system", required=True, help="the system (a key of params.yaml systems)")
+    parser.add_argument("--data", type=Path)
+    parser.add_argument("--out", type=Path)
+    parser.add_argument("--metrics", type=Path)
     args = parser.parse_args(argv)
-    params = load_params(args.params)
+    paths = SystemPaths(args.system)
+    args.data, args.out = args.data or paths.validated, args.out or paths.processed
+    args.metrics = args.metrics or paths.data_reports / "split.json"
+    params = load_system(args.params, args.system)
     cfg = section(params, "split", SplitConfig)
     dataset = section(params, "dataset", DatasetConfig)
     for key in (cfg.source, cfg.test):

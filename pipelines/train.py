@@ -20,10 +20,11 @@ from typing import Any
 from models.predictor import TorchTabularPredictor
 from models.tabular import TabularClassifier
 from pipelines.core import runlog
-from pipelines.core.config import ConfigError, load_params
+from pipelines.core.config import ConfigError, load_system
 from pipelines.core.errors import PipelineError, stage_main
 from pipelines.core.io import atomic_dir
 from pipelines.core.model_config import LightningModel, model_for_stage
+from pipelines.core.paths import SystemPaths
 from pipelines.core.training import feature_spec, finish, instantiate, read_split
 
 
@@ -46,7 +47,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", required=True)
     parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--data", type=Path, default=Path("data/processed"))
+    parser.add_argument("--system", required=True, help="the system (a key of params.yaml systems)")
+    parser.add_argument("--data", type=Path)
     parser.add_argument("--out", type=Path)
     parser.add_argument("--logs", type=Path)
     parser.add_argument("--checkpoints", type=Path)
@@ -55,17 +57,19 @@ def main(argv: list[str] | None = None) -> None:
     import pytorch_lightning as pl
     from dvclive.lightning import DVCLiveLogger
 
-    params = load_params(args.params)
+    params = load_system(args.params, args.system)
+    paths = SystemPaths(args.system)
+    args.data = args.data or paths.processed
     cfg = model_for_stage(params, args.model, LightningModel, "train")
-    out = args.out or Path("artifacts/candidates") / args.model
-    logs = args.logs or Path("reports/train") / args.model
+    out = args.out or paths.candidate(args.model)
+    logs = args.logs or paths.train_reports / args.model
     # Lightning's checkpoints hold absolute paths and callback state: scratch state of this run, kept outside every
     # DVC output (they made two cold runs in two clones differ); the exported predictor is the artifact.
-    checkpoints = args.checkpoints or Path("var/train") / args.model / "checkpoints"
+    checkpoints = args.checkpoints or paths.var / "train" / args.model / "checkpoints"
     features = feature_spec(params)
 
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    where = f"models.{args.model}"
+    where = params.key(f"models.{args.model}")
     datamodule = instantiate(
         cfg.datamodule, f"{where}.datamodule", data_dir=args.data, features=features, seed=cfg.seed
     )
@@ -84,7 +88,7 @@ def main(argv: list[str] | None = None) -> None:
         raise ConfigError(f"{where}.callbacks needs a ModelCheckpoint: the best epoch is what gets exported")
     shutil.rmtree(checkpoints, ignore_errors=True)
     # dvclive writes its curves into scratch space; they replace reports/train/<model> only when training succeeds
-    live = Path("var/train") / args.model / "dvclive"
+    live = paths.var / "train" / args.model / "dvclive"
     shutil.rmtree(live, ignore_errors=True)
     logger = DVCLiveLogger(dir=str(live), save_dvc_exp=False, dvcyaml=False, report=None)
     trainer = build_trainer(dict(params["trainer"]), callbacks, logger)
@@ -118,7 +122,9 @@ def main(argv: list[str] | None = None) -> None:
         shutil.copytree(live, staging, dirs_exist_ok=True)
     speed = round(rows * epochs / seconds, 1) if seconds else None
     runlog.record(
-        "train", args.model, {"fit_seconds": round(seconds, 3), "epochs": epochs, "samples_per_second": speed}
+        "train",
+        f"{args.system}/{args.model}",
+        {"fit_seconds": round(seconds, 3), "epochs": epochs, "samples_per_second": speed},
     )
     print(
         f"[train] {args.model}: {epochs} epochs in {seconds:.1f}s, best val AUROC "

@@ -13,10 +13,11 @@ from typing import Any
 
 import pandas as pd
 
-from pipelines.core.config import DatasetConfig, load_params, section
+from pipelines.core.config import DatasetConfig, load_system, section
 from pipelines.core.contract import as_dicts, check_table, table_stats
 from pipelines.core.errors import PipelineError, stage_main
 from pipelines.core.io import atomic_dir, read_parquet, write_json_atomic, write_parquet, write_text_atomic
+from pipelines.core.paths import SystemPaths
 from pipelines.core.render import render
 
 RULES = [
@@ -73,11 +74,15 @@ def read_tables(dataset: DatasetConfig, folder: Path) -> dict[str, pd.DataFrame]
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--data", type=Path, default=Path("data/interim"))
-    parser.add_argument("--out", type=Path, default=Path("data/validated"))
-    parser.add_argument("--report", type=Path, default=Path("reports/data/validation.json"))
+    parser.add_argument("--system", required=True, help="the system (a key of params.yaml systems)")
+    parser.add_argument("--data", type=Path)
+    parser.add_argument("--out", type=Path)
+    parser.add_argument("--report", type=Path)
     args = parser.parse_args(argv)
-    dataset = section(load_params(args.params), "dataset", DatasetConfig)
+    paths = SystemPaths(args.system)
+    args.data, args.out = args.data or paths.interim, args.out or paths.validated
+    args.report = args.report or paths.data_reports / "validation.json"
+    dataset = section(load_system(args.params, args.system), "dataset", DatasetConfig)
     report, typed = validate_tables(dataset, read_tables(dataset, args.data))
     write_json_atomic(args.report, report)
     summary = args.report.with_suffix(".md")

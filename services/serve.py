@@ -1,8 +1,9 @@
-"""Serve the packaged bento on 127.0.0.1 without touching the build: ``python -m services.serve [--port N]``.
+"""Serve a system's packaged bento on 127.0.0.1 without touching the build:
+``python -m services.serve --system NAME [--port N]``.
 
-``make serve`` runs this. The bento is served from its folder in the project's BentoML store (``artifacts/bentoml``,
-a DVC output), read only; everything a running server writes lives in a runtime folder of its own instance,
-outside every DVC output and outside git (``var/serve/<port>/``, git-ignored):
+``make serve SYSTEM=<name>`` runs this. The bento is served from its folder in the system's BentoML store
+(``artifacts/<system>/bentoml``, a DVC output), read only; everything a running server writes lives in a runtime
+folder of its own instance, outside every DVC output and outside git (``var/serve/<port>/``, git-ignored):
 
 - BentoML's home for this run (``bentoml/``), with Prometheus' per-process metric files
   (``prometheus_multiproc_dir``, which BentoML empties when it starts: counters never mix two runs). Its
@@ -24,10 +25,9 @@ from pathlib import Path
 
 import yaml
 
-from services.adult.spec import load_spec
+from services.tabular.spec import ENV as SPEC_ENV
+from services.tabular.spec import ServingSpec, load_spec
 
-STORE = Path("artifacts/bentoml")
-BENTO = "adult-income"
 RUNTIME = Path("var/serve")
 
 
@@ -35,15 +35,13 @@ class ServeError(Exception):
     """The bento to serve cannot be found."""
 
 
-def bento_dir(store: Path, name: str = BENTO, version: str | None = None) -> Path:
+def bento_dir(store: Path, name: str, version: str | None = None) -> Path:
     """The folder of ``name:version`` (default: the store's latest) in a BentoML store."""
     root = store / "bentos" / name
     if version is None:
         latest = root / "latest"
         if not latest.is_file():
-            raise ServeError(
-                f"no bento {name} in {store}: run `make pipeline` (or `dvc repro package`) first"
-            )
+            raise ServeError(f"no bento {name} in {store}: run `make pipeline SYSTEM=<system>` first")
         version = latest.read_text().strip()
     folder = root / version
     if not (folder / "bento.yaml").is_file():
@@ -66,11 +64,12 @@ def link_store(home: Path, store: Path) -> None:
 
 
 def environment(
-    runtime: Path, log_dir: Path | None, native_threads: int, spec: Path | None, port: int
+    runtime: Path, log_dir: Path | None, served: ServingSpec, spec: Path | None, port: int
 ) -> dict[str, str]:
     env = dict(os.environ)
+    native_threads = served.native_threads
     env.update(
-        ADULT_SERVICE_INSTANCE=f"{socket.gethostname()}-{port}",  # names this instance's log files
+        {served.env("SERVICE_INSTANCE"): f"{socket.gethostname()}-{port}"},  # names this instance's log files
         BENTOML_HOME=str(runtime.resolve() / "bentoml"),
         BENTOML_DO_NOT_TRACK="True",
         PYTHONDONTWRITEBYTECODE="1",
@@ -79,10 +78,20 @@ def environment(
         MKL_NUM_THREADS=str(native_threads),
     )
     if log_dir is not None:
-        env["ADULT_PREDICTION_LOG_DIR"] = str(log_dir.resolve())
+        env[served.env("PREDICTION_LOG_DIR")] = str(log_dir.resolve())
     if spec is not None:
-        env["ADULT_SERVING_CONFIG"] = str(spec.resolve())
+        env[SPEC_ENV] = str(spec.resolve())
     return env
+
+
+def first_system(params: Path = Path("params.yaml")) -> str:
+    """The first system ``params.yaml`` lists (what ``make serve`` serves without SYSTEM=)."""
+    if not params.is_file():
+        raise ServeError(f"{params} not found: run `make params` first, or pass --system")
+    systems = (yaml.safe_load(params.read_text()) or {}).get("systems") or []
+    if not systems:
+        raise ServeError(f"{params} lists no systems")
+    return str(systems[0])
 
 
 def command(folder: Path, host: str, port: int) -> list[str]:
@@ -94,7 +103,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--store", type=Path, default=STORE, help="the BentoML store the package stage built")
+    parser.add_argument("--system", help="the system to serve (default: the first in params.yaml's systems)")
+    parser.add_argument("--store", type=Path, help="the BentoML store (default artifacts/<system>/bentoml)")
     parser.add_argument("--version", help="bento version (default: the latest)")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, help="default: serving.port of the packaged spec")
@@ -103,18 +113,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--spec", type=Path, help="a serving spec to use instead of the bento's (tests)")
     args = parser.parse_args(argv)
     try:
-        folder = bento_dir(args.store, version=args.version)
-    except ServeError as err:
+        system = args.system or first_system()
+        from pipelines.core.paths import SystemPaths
+
+        args.store = args.store or SystemPaths(system).bentoml
+        name = system.replace("_", "-")  # pipelines.package.bento_name
+        folder = bento_dir(args.store, name, version=args.version)
+    except (ServeError, ValueError) as err:
         print(f"ERROR [serve] {err}", file=sys.stderr)
         raise SystemExit(1) from None
-    spec = load_spec(args.spec or folder / "src/services/adult/serving.json")
+    spec = load_spec(args.spec or folder / "src/services/tabular/serving.json")
     port = args.port or spec.port
     runtime = args.runtime or RUNTIME / str(port)
     link_store(runtime / "bentoml", args.store)
-    env = environment(runtime, args.log_dir, spec.native_threads, args.spec, port)
+    env = environment(runtime, args.log_dir, spec, args.spec, port)
     labels = yaml.safe_load((folder / "bento.yaml").read_text()).get("labels", {})
     print(
-        f"[serve] {BENTO}:{folder.name} (champion {labels.get('champion')}) on http://{args.host}:{port}; "
+        f"[serve] {name}:{folder.name} (champion {labels.get('champion')}) on http://{args.host}:{port}; "
         f"runtime state in {runtime}, prediction log in {args.log_dir}",
         flush=True,
     )

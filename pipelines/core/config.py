@@ -38,10 +38,16 @@ class FormatSpec(Section):
     label_suffix: str | None = None
 
 
+class TargetDisplay(Section):
+    positive: str = Field(min_length=1)  # how pages name the positive class, e.g. "approved", "denied"
+    negative: str = Field(min_length=1)
+
+
 class TargetSpec(Section):
     column: str
     name: str = "target"
     labels: dict[str, int]
+    display: TargetDisplay | None = None  # default: the raw labels
 
     @field_validator("labels")
     @classmethod
@@ -96,6 +102,7 @@ class Contract(Section):
 
 class DatasetConfig(Section):
     name: str
+    title: str = Field(min_length=1)  # how pages name the data set, the data set's usual name and subject
     version: str
     description: str
     citation: str
@@ -164,6 +171,9 @@ class ProfileConfig(Section):
     quantiles: list[float]
     top_categories: int = Field(ge=1)
     intersections: list[list[str]] = Field(default_factory=list)
+    summary_numeric: list[str] = Field(
+        default_factory=list
+    )  # numeric columns the datasheet summarizes per group
 
     @field_validator("quantiles")
     @classmethod
@@ -191,16 +201,59 @@ def load_params(path: str | Path = PARAMS_FILE) -> dict[str, Any]:
     return data
 
 
+GLOBAL_SECTIONS = ("trainer", "report")  # shared by every system; every other section is per system
+
+
+class SystemParams(dict[str, Any]):
+    """One system's params (``params.yaml`` key ``<system>``) with the global sections beside them.
+
+    Stages read it as they would a one-system params file; ``key`` gives the dotted key a user edits
+    (``<system>.split.seed``, but ``trainer.max_epochs``), so every error names the key to change.
+    """
+
+    def __init__(self, system: str, sections: dict[str, Any]) -> None:
+        super().__init__(sections)
+        self.system = system
+
+    def key(self, name: str) -> str:
+        return name if name.split(".")[0] in GLOBAL_SECTIONS else f"{self.system}.{name}"
+
+
+def systems_of(params: dict[str, Any]) -> list[str]:
+    """The systems ``params.yaml`` lists under ``systems`` (conf/config.yaml), in order."""
+    names = params.get("systems")
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        raise ConfigError(f"params.yaml: 'systems' must be a non-empty list of system names, got {names!r}")
+    return names
+
+
+def system_params(params: dict[str, Any], system: str) -> SystemParams:
+    """``params[system]`` plus the global sections; a ConfigError names the systems that exist."""
+    names = systems_of(params)
+    if system not in names:
+        raise ConfigError(f"unknown system '{system}': params.yaml lists systems {names}")
+    own = params.get(system)
+    if not isinstance(own, dict):
+        raise ConfigError(
+            f"params.yaml has no '{system}' mapping (is conf/config.yaml missing '- {system}: system'?)"
+        )
+    return SystemParams(system, {**own, **{g: params[g] for g in GLOBAL_SECTIONS if g in params}})
+
+
+def load_system(path: str | Path, system: str) -> SystemParams:
+    """Read params.yaml and return one system's view of it (``system_params``)."""
+    return system_params(load_params(path), system)
+
+
 def section(params: dict[str, Any], name: str, model: type[S]) -> S:
     """Validate one params section against its model; errors name the dotted key and the problem."""
+    key = params.key(name) if isinstance(params, SystemParams) else name
     if name not in params:
-        raise ConfigError(
-            f"params.yaml has no '{name}' section (is conf/config.yaml missing '{name}' in defaults?)"
-        )
+        raise ConfigError(f"params.yaml has no '{key}' section (is it missing from the defaults in conf/?)")
     try:
         return model.model_validate(params[name])
     except ValidationError as err:
-        raise ConfigError("invalid params:\n" + "\n".join(describe_errors(name, err))) from None
+        raise ConfigError("invalid params:\n" + "\n".join(describe_errors(key, err))) from None
 
 
 NUMBER_TEXT = re.compile(r"[+-]?(\d[\d_]*\.?\d*|\.\d+)([eE][+-]?\d+)?")

@@ -1,6 +1,6 @@
 """Disaggregated evaluation: per-group rates and disparities, with bootstrap intervals, by one rule for undefined.
 
-For each sensitive attribute and each intersection (e.g. sex x race), every group gets its size, selection rate,
+For each sensitive attribute and each intersection (``a x b``), every group gets its size, selection rate,
 true and false positive rates and precision; the disparities (demographic parity difference and ratio, equalized
 odds difference) are taken over the groups with at least ``min_group_size`` rows.
 
@@ -50,7 +50,7 @@ def group_labels(frame: pd.DataFrame, columns: list[str]) -> pd.Series:
 def slices(
     frame: pd.DataFrame, attributes: list[str], intersections: list[list[str]]
 ) -> dict[str, pd.Series]:
-    """Label series per slice name: 'sex', 'race', 'sex x race', ..."""
+    """Label series per slice name: each attribute, then each intersection ``a x b``"""
     out = {a: group_labels(frame, [a]) for a in attributes}
     out |= {" x ".join(cols): group_labels(frame, list(cols)) for cols in intersections}
     return out

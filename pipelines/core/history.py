@@ -10,8 +10,6 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-GATE = "reports/gate.json"
-
 
 def _git(*args: str, cwd: Path | None = None) -> str | None:
     try:
@@ -20,8 +18,8 @@ def _git(*args: str, cwd: Path | None = None) -> str | None:
         return None
 
 
-def _gate_at(rev: str, cwd: Path | None) -> dict[str, Any] | None:
-    text = _git("show", f"{rev}:{GATE}", cwd=cwd)
+def _gate_at(rev: str, cwd: Path | None, gate: str) -> dict[str, Any] | None:
+    text = _git("show", f"{rev}:{gate}", cwd=cwd)
     if not text:
         return None
     try:
@@ -43,19 +41,19 @@ def _summary(gate: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def commits(limit: int, cwd: Path | None = None) -> list[dict[str, Any]]:
-    """The commits that changed the gate report, newest first, with their champion."""
-    out = _git("log", f"-n{limit}", "--format=%H%x09%cs%x09%s", "--", GATE, cwd=cwd) or ""
+def commits(limit: int, gate: str, cwd: Path | None = None) -> list[dict[str, Any]]:
+    """The commits that changed the gate report ``gate`` (a path), newest first, with their champion."""
+    out = _git("log", f"-n{limit}", "--format=%H%x09%cs%x09%s", "--", gate, cwd=cwd) or ""
     rows = []
     for line in out.splitlines():
         sha, date, subject = line.split("\t", 2)
-        gate = _gate_at(sha, cwd)
-        if gate:
-            rows.append({"commit": sha[:10], "date": date, "subject": subject, **_summary(gate)})
+        found = _gate_at(sha, cwd, gate)
+        if found:
+            rows.append({"commit": sha[:10], "date": date, "subject": subject, **_summary(found)})
     return rows
 
 
-def experiments(limit: int, cwd: Path | None = None) -> list[dict[str, Any]]:
+def experiments(limit: int, gate: str, cwd: Path | None = None) -> list[dict[str, Any]]:
     """DVC experiments kept as refs/exps/..., newest first, with their champion."""
     out = (
         _git(
@@ -73,7 +71,7 @@ def experiments(limit: int, cwd: Path | None = None) -> list[dict[str, Any]]:
         ref, sha, date = line.split("\t")
         if ref.count("/") < 4:  # refs/exps/<base-prefix>/<base-rest>/<name>
             continue
-        gate = _gate_at(sha, cwd)
-        if gate:
-            rows.append({"name": ref.rsplit("/", 1)[-1], "commit": sha[:10], "date": date, **_summary(gate)})
+        found = _gate_at(sha, cwd, gate)
+        if found:
+            rows.append({"name": ref.rsplit("/", 1)[-1], "commit": sha[:10], "date": date, **_summary(found)})
     return rows

@@ -16,12 +16,15 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
 from pipelines.core.config import (
+    GLOBAL_SECTIONS,
     ConfigError,
     DatasetConfig,
     ProfileConfig,
     Section,
     SplitConfig,
     describe_errors,
+    system_params,
+    systems_of,
     yaml_hint,
 )
 from pipelines.core.metrics import METRICS
@@ -33,7 +36,8 @@ from pipelines.core.model_config import (
     ModelConfig,
     SklearnModel,
 )
-from services.adult.spec import Batching, Overload, PredictionLog, Routing
+from pipelines.core.paths import SYSTEM_NAME
+from services.tabular.spec import Batching, Overload, PredictionLog, Routing
 
 FAMILIES: dict[str, type[ModelConfig]] = {
     "sklearn": SklearnModel,
@@ -119,8 +123,111 @@ class Params(BaseModel):
     report: ReportConfig
 
 
-def validate_params(params: Any, machine: bool = False) -> Params:
-    """Validate ``params`` (the parsed params.yaml) as a whole; raise one ConfigError listing every problem.
+DAG_STAGES = {"train_baselines": "sklearn", "train": "lightning", "mitigate": "mitigation", "evaluate": None}
+TOP_LEVEL = {"systems", "dag", *GLOBAL_SECTIONS}
+
+
+def validate_params(params: Any, machine: bool = False) -> dict[str, Params]:
+    """Validate the parsed params.yaml as a whole: every system, the shared sections and the per-model DVC stages.
+
+    Raises one ConfigError listing every problem, each line a dotted key as the user writes it
+    (``<system>.split.seed``, ``trainer.max_epochs``, ``dag.train.<system>-<model>``). ``machine``: also check
+    that this machine has the hardware the trainer asks for (the check_params stage does; composing does not).
+    Returns the typed params of each system.
+    """
+    if not isinstance(params, dict):
+        raise ConfigError(f"params.yaml must hold a mapping of sections, got {type(params).__name__}")
+    try:
+        systems = systems_of(params)
+    except ConfigError as err:
+        raise ConfigError(f"invalid params:\n  {err}") from None
+    problems: list[str] = []
+    for i, name in enumerate(systems):
+        if not SYSTEM_NAME.match(name):
+            problems.append(
+                f"  systems.{i}: '{name}' must be lowercase letters, digits and _, starting with a letter"
+            )
+        elif not isinstance(params.get(name), dict):
+            problems.append(
+                f"  systems.{i}: '{name}' has no config (add '- {name}: system' to conf/config.yaml)"
+            )
+    if len(set(systems)) != len(systems):
+        problems.append(f"  systems: names repeat ({systems})")
+    for key in params:
+        if key not in TOP_LEVEL and key not in systems:
+            problems.append(
+                f"  {key}: not a system listed in 'systems' nor a shared section {sorted(TOP_LEVEL)}"
+            )
+    if problems:
+        raise ConfigError("invalid params:\n" + "\n".join(problems))
+    typed: dict[str, Params] = {}
+    seen: set[str] = set()
+    for name in systems:
+        view = system_params(params, name)
+        try:
+            typed[name] = validate_system(view, machine)
+        except ConfigError as err:
+            for line in str(err).splitlines()[1:]:
+                text = line.strip()
+                key = text.split(":", 1)[0]
+                text = text if view.key(key) == key else f"{name}.{text}"
+                if text not in seen:
+                    seen.add(text)
+                    problems.append(f"  {text}")
+    problems += [f"  {p}" for p in dag_checks(params.get("dag"), typed)]
+    if problems:
+        raise ConfigError("invalid params:\n" + "\n".join(problems))
+    return typed
+
+
+def dag_checks(dag: Any, typed: dict[str, Params]) -> list[str]:
+    """``dag`` must list each model of each system once under the stage of its family, and every model under
+    evaluate: dvc.yaml runs the per-model stages from these lists."""
+    if not isinstance(dag, dict):
+        return [f"dag: must map {sorted(DAG_STAGES)} to their <system>-<model> entries (conf/config.yaml)"]
+    out = [f"dag.{k}: not a per-model stage ({sorted(DAG_STAGES)})" for k in dag if k not in DAG_STAGES]
+    for stage, family in DAG_STAGES.items():
+        entries = dag.get(stage) or {}
+        if not isinstance(entries, dict):
+            out.append(f"dag.{stage}: must be a mapping of <system>-<model> to {{system, model}}")
+            continue
+        expected = {
+            f"{s}-{m}": (s, m, getattr(cfg, "base", None))
+            for s, p in typed.items()
+            for m, cfg in p.models.items()
+            if family is None or cfg.family == family
+        }
+        for key, item in entries.items():
+            got = (
+                (item.get("system"), item.get("model"), item.get("base")) if isinstance(item, dict) else None
+            )
+            if key not in expected:
+                out.append(
+                    f"dag.{stage}.{key}: no such {family or ''} model in the systems' config".replace(
+                        "  ", " "
+                    )
+                )
+            elif got != tuple(expected[key]) and not (
+                family != "mitigation" and got and got[:2] == expected[key][:2]
+            ):
+                s, m, base = expected[key]
+                want = (
+                    f"{{system: {s}, model: {m}" + (f", base: {base}" if family == "mitigation" else "") + "}"
+                )
+                out.append(f"dag.{stage}.{key}: must be {want}, got {item!r}")
+        for key, (s, m, base) in expected.items():
+            if key not in entries:
+                want = (
+                    f"{{system: {s}, model: {m}" + (f", base: {base}" if family == "mitigation" else "") + "}"
+                )
+                out.append(
+                    f"dag.{stage}: {s}.models.{m} has no stage; add `{key}: {want}` in conf/config.yaml"
+                )
+    return out
+
+
+def validate_system(params: Any, machine: bool = False) -> Params:
+    """Validate one system's params (``SystemParams``: its sections and the global ones) as a whole.
 
     ``machine``: also check that this machine has the hardware the trainer asks for (the check_params stage
     does; composing a GPU config on a laptop does not).
@@ -186,6 +293,9 @@ def cross_checks(p: Params) -> list[str]:
     ]
     for i, cols in enumerate(p.profile.intersections):
         out += [f"profile.intersections.{i}: '{c}' is not a column" for c in cols if c not in columns]
+    for i, col in enumerate(p.profile.summary_numeric):
+        if ds.columns.get(col) not in ("int", "float"):
+            out.append(f"profile.summary_numeric.{i}: '{col}' is not a numeric column of dataset.columns")
     out += model_checks(p)
     out += evaluation_checks(p, columns, splits)
     feature_names = set(p.features.categorical) | set(p.features.numeric)

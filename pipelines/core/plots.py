@@ -51,7 +51,13 @@ def curves(
         return _save(fig, path, dpi)
 
 
-def reliability(bins: dict[str, list[dict[str, Any]]], title: str, path: Path, dpi: int) -> Path:
+def reliability(
+    bins: dict[str, list[dict[str, Any]]],
+    title: str,
+    path: Path,
+    dpi: int,
+    positive: str = "the positive class",
+) -> Path:
     """Mean score against observed positive rate per bin, for each labelled set of bins (e.g. before/after)."""
     with plt.rc_context(_style()):
         fig, ax = plt.subplots()
@@ -62,7 +68,7 @@ def reliability(bins: dict[str, list[dict[str, Any]]], title: str, path: Path, d
                 [r["mean_score"] for r in used], [r["positive_rate"] for r in used], marker="o", label=label
             )
         ax.set_xlabel("mean predicted probability")
-        ax.set_ylabel("observed rate of >50K")
+        ax.set_ylabel(f"observed rate of {positive}")
         ax.set_title(title)
         ax.legend(loc="upper left", fontsize=8)
         return _save(fig, path, dpi)

@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 
 from models.predictor import load_predictor
-from services.adult.routing import Router
-from services.adult.spec import Routing
+from services.tabular.routing import Router
+from services.tabular.spec import Routing
 from tests.service.conftest import CHAMPION_ONLY, Server
 
 pytestmark = pytest.mark.integration

@@ -27,7 +27,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-logger = logging.getLogger("bentoml.adult.runtime")
+logger = logging.getLogger("bentoml.service.runtime")
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 METRIC_FILE = re.compile(r"^(?:counter|gauge_[a-z]+|histogram|summary)_(\d+)\.db$")

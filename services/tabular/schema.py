@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 from _bentoml_sdk.io_models import IODescriptor
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model, field_validator
 
-from services.adult.spec import InputPolicy
+from services.tabular.spec import InputPolicy
 
 UNKNOWN_SEEN: dict[str, int] = {}  # field -> count of unknown categories mapped to null (read by the service)
 INT64 = (-(2**63), 2**63 - 1)

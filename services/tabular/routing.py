@@ -6,7 +6,7 @@ import hashlib
 import random
 from typing import Literal
 
-from services.adult.spec import Routing
+from services.tabular.spec import Routing
 
 Role = Literal["champion", "challenger"]
 

@@ -22,9 +22,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from services.adult.spec import PredictionLog
+from services.tabular.spec import PredictionLog
 
-logger = logging.getLogger("bentoml.adult.predlog")
+logger = logging.getLogger("bentoml.service.predlog")
 DIR_MODE = 0o700
 FILE_MODE = 0o600
 

@@ -9,9 +9,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-ENV = "ADULT_SERVING_CONFIG"
+ENV = "SERVING_CONFIG"  # the one platform-wide name: the spec names the system, which names everything else
 HERE = Path(__file__).resolve().parent
-DEFAULT_PATHS = (HERE / "serving.json", Path("artifacts/serving/serving.json"))
+DEFAULT_PATHS = (HERE / "serving.json",)  # inside a bento, the package stage puts the system's spec here
 
 
 class Strict(BaseModel):
@@ -98,6 +98,7 @@ class Overload(Strict):
 
 
 class ServingSpec(Strict):
+    system: str = Field(pattern=r"^[a-z][a-z0-9_]{0,30}$")  # prefixes metric and environment variable names
     service_name: str
     champion: ModelRef
     challenger: ModelRef | None
@@ -113,15 +114,25 @@ class ServingSpec(Strict):
     prediction_log: PredictionLog
     port: int
 
+    def env(self, name: str) -> str:
+        """The system's environment variable ``<SYSTEM>_<name>`` (``<SYSTEM>_PREDICTION_LOG_DIR``)."""
+        return f"{self.system.upper()}_{name}"
+
+    def metric(self, name: str) -> str:
+        """The system's Prometheus metric name ``<system>_<name>`` (``<system>_predictions``)."""
+        return f"{self.system}_{name}"
+
 
 def spec_path() -> Path:
-    """$ADULT_SERVING_CONFIG, else serving.json beside this module (in a bento), else artifacts/serving/."""
+    """$SERVING_CONFIG, else serving.json beside this module (in a bento)."""
     if os.environ.get(ENV):
         return Path(os.environ[ENV])
     for path in DEFAULT_PATHS:
         if path.is_file():
             return path
-    raise FileNotFoundError(f"no serving spec: set {ENV} or run the package stage (dvc repro package)")
+    raise FileNotFoundError(
+        f"no serving spec: set {ENV} (make serve SYSTEM=<name> does) or run the package stage"
+    )
 
 
 def load_spec(path: Path | None = None) -> ServingSpec:

@@ -1,9 +1,10 @@
-"""The BentoML service for the Adult income model: the champion answers, the challenger takes a canary share or
+"""The BentoML service of every tabular system, driven by the system's serving spec: the champion answers, the challenger takes a canary share or
 a shadow copy, every answer names the model version, and bad input is a 400 with field-level errors.
 
 Endpoints: POST /predict (one record), POST /predict_batch (a list of records; adaptive batching merges
 concurrent requests), GET /livez, /readyz (ready only when every model loaded and matched its sha256),
-/metrics (Prometheus). Configuration: the serving spec written by the `package` stage (services/adult/spec.py).
+/metrics (Prometheus). Configuration: the serving spec written by the `package` stage (services/tabular/spec.py); metric and
+environment variable names start with the spec's system (``<system>_predictions_total``, ``<SYSTEM>_PREDICTION_LOG_DIR``).
 """
 
 from __future__ import annotations
@@ -27,13 +28,13 @@ import pandas as pd
 from bentoml.exceptions import ServiceUnavailable
 
 from models.predictor import ArtifactError, Predictor, load_predictor, sha256_file
-from services.adult import runtime, schema
-from services.adult.guard import RequestGuard
-from services.adult.predlog import PredictionLogger
-from services.adult.routing import Role, Router
-from services.adult.spec import ModelRef, load_spec
+from services.tabular import runtime, schema
+from services.tabular.guard import RequestGuard
+from services.tabular.predlog import PredictionLogger
+from services.tabular.routing import Role, Router
+from services.tabular.spec import ModelRef, load_spec
 
-logger = logging.getLogger("bentoml.adult")
+logger = logging.getLogger("bentoml.service")
 SPEC = load_spec()
 runtime.bound_metric_paths(
     {"/predict", "/predict_batch", "/", "/docs.json", "/livez", "/readyz", "/healthz", "/metrics"},
@@ -43,60 +44,60 @@ Record, BatchRecord, PredictInput, BatchInput = schema.request_models(SPEC.input
 FEATURES = [f.name for f in SPEC.input.fields]
 
 PREDICTIONS = bentoml.metrics.Counter(
-    name="adult_predictions",
+    name=SPEC.metric("predictions"),
     documentation="Rows scored, by the model version that answered and its decision",
     labelnames=["model", "version", "role", "decision"],
 )
 MODEL_REQUESTS = bentoml.metrics.Counter(
-    name="adult_model_requests",
+    name=SPEC.metric("model_requests"),
     documentation="Calls to a model version (a call scores one or more rows)",
     labelnames=["model", "version", "role"],
 )
 MODEL_LATENCY = bentoml.metrics.Histogram(
-    name="adult_model_latency_seconds",
+    name=SPEC.metric("model_latency_seconds"),
     documentation="Time inside a model version's predict call",
     labelnames=["model", "version"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
 )
 FALLBACKS = bentoml.metrics.Counter(
-    name="adult_fallbacks",
+    name=SPEC.metric("fallbacks"),
     documentation="Rows the champion answered because the challenger failed or was slow",
     labelnames=["reason"],
 )
 SHADOW = bentoml.metrics.Counter(
-    name="adult_shadow_predictions",
+    name=SPEC.metric("shadow_predictions"),
     documentation="Shadow copies scored by the challenger, by outcome",
     labelnames=["model", "version", "outcome"],
 )
 UNKNOWN = bentoml.metrics.Counter(
-    name="adult_unknown_categories",
+    name=SPEC.metric("unknown_categories"),
     documentation="Unknown categories mapped to missing (policy: unknown)",
     labelnames=["field"],
 )
 READY = bentoml.metrics.Gauge(
-    name="adult_model_ready",
+    name=SPEC.metric("model_ready"),
     documentation="1 when the model version loaded and matched its checksums in every live worker",
     labelnames=["model", "version", "role"],
-    multiprocess_mode="livemin",  # a dead worker's value goes with it (services/adult/runtime.py)
+    multiprocess_mode="livemin",  # a dead worker's value goes with it (services/tabular/runtime.py)
 )
 SHED = bentoml.metrics.Counter(
-    name="adult_shed_requests",
+    name=SPEC.metric("shed_requests"),
     documentation="Requests answered 503/429 with Retry-After: admission (over max_in_flight), unavailable, rate",
     labelnames=["reason"],
 )
 REJECTED = bentoml.metrics.Counter(
-    name="adult_rejected_requests",
+    name=SPEC.metric("rejected_requests"),
     documentation="Requests refused for their form: 400 body or schema, 404 path, 405 method, 408 slow body, "
     "413 size, 415 type",
     labelnames=["status"],
 )
 LOG_WRITES = bentoml.metrics.Counter(
-    name="adult_prediction_log_writes",
+    name=SPEC.metric("prediction_log_writes"),
     documentation="Prediction-log lines, by outcome (ok or failed)",
     labelnames=["outcome"],
 )
 LOG_HEALTHY = bentoml.metrics.Gauge(
-    name="adult_prediction_log_healthy",
+    name=SPEC.metric("prediction_log_healthy"),
     documentation="1 while the prediction log can be written in every live worker",
     multiprocess_mode="livemin",
 )
@@ -123,7 +124,7 @@ def verify(ref: ModelRef, folder: Path) -> None:
     threads=SPEC.threads,
     traffic={"timeout": 30},
 )
-class AdultService:
+class ModelService:
     champion_model = bentoml.models.BentoModel(SPEC.champion.tag)
     challenger_model = bentoml.models.BentoModel(SPEC.challenger.tag) if SPEC.challenger else None
 
@@ -153,9 +154,11 @@ class AdultService:
         self.fault = SPEC.routing.fault_injection
         worker = str(getattr(bentoml.server_context, "worker_index", None) or os.getpid())
         log_cfg = SPEC.prediction_log
-        if os.environ.get("ADULT_PREDICTION_LOG_DIR"):  # e.g. a mounted volume; relative paths follow the cwd
-            log_cfg = log_cfg.model_copy(update={"dir": os.environ["ADULT_PREDICTION_LOG_DIR"]})
-        instance = os.environ.get("ADULT_SERVICE_INSTANCE") or socket.gethostname()
+        if os.environ.get(
+            SPEC.env("PREDICTION_LOG_DIR")
+        ):  # e.g. a mounted volume; relative paths follow the cwd
+            log_cfg = log_cfg.model_copy(update={"dir": os.environ[SPEC.env("PREDICTION_LOG_DIR")]})
+        instance = os.environ.get(SPEC.env("SERVICE_INSTANCE")) or socket.gethostname()
         self.log = PredictionLogger(log_cfg, worker, runtime.safe_name(instance))
         LOG_HEALTHY.set(1 if self.log.healthy else 0)
         if not self.log.healthy:
@@ -354,7 +357,7 @@ class AdultService:
         return self._predict(rows, keys, [uuid.uuid4().hex for _ in rows])
 
 
-INSTANCE: list[AdultService] = []
+INSTANCE: list[ModelService] = []
 
 
 def _explain_503() -> str | None:
@@ -369,7 +372,7 @@ def _rejected(status: int) -> None:
     REJECTED.labels(status=str(status)).inc()
 
 
-AdultService.add_asgi_middleware(  # type: ignore[attr-defined]
+ModelService.add_asgi_middleware(  # type: ignore[attr-defined]
     RequestGuard,
     paths=frozenset({"/predict", "/predict_batch"}),
     max_in_flight=SPEC.overload.max_in_flight,
