@@ -18,7 +18,7 @@ from benchmarks.measure import Sample, run_measured, summarize
 from pipelines.core.workspace import ROOT, copy_worktree
 
 STAGES = ["ingest", "validate", "split", "profile"]
-TARGET = "profile"
+TARGET = "profile@adult"  # the system whose data stages are measured
 
 
 def run(repeats: int) -> dict[str, Any]:
@@ -30,7 +30,7 @@ def run(repeats: int) -> dict[str, Any]:
         with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:
             repo = copy_worktree(Path(tmp), ROOT, "benchmark copy")
             first = run_measured(["dvc", "repro", TARGET], repo)
-            ran = [s for s in STAGES if f"Running stage '{s}'" in first.output]
+            ran = [s for s in STAGES if f"Running stage '{s}@adult'" in first.output]
             if ran != STAGES:
                 raise RuntimeError(f"cold run ran {ran}, expected {STAGES}:\n{first.output}")
             cold.append(first)
@@ -39,7 +39,8 @@ def run(repeats: int) -> dict[str, Any]:
                 raise RuntimeError(f"no-op repro ran a stage:\n{again.output}")
             noop.append(again)
             for stage in STAGES:
-                per_stage[stage].append(run_measured(["bash", "-c", stages[stage]["cmd"]], repo))
+                cmd = stages[stage]["do"]["cmd"].replace("${item}", "adult")
+                per_stage[stage].append(run_measured(["bash", "-c", cmd], repo))
     return {
         "repeats": repeats,
         "cold_repro": summarize(cold),

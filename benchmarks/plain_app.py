@@ -1,6 +1,6 @@
 """What a user might write instead of the BentoML service: a minimal Starlette app serving the same model.
 
-Run: ``ADULT_MODEL_DIR=<artifact folder> uvicorn benchmarks.plain_app:app --host 127.0.0.1 --port N``. No input
+Run: ``BENCH_MODEL_DIR=<artifact folder> uvicorn benchmarks.plain_app:app --host 127.0.0.1 --port N``. No input
 validation, routing, metrics or prediction log: the floor of HTTP serving in Python, for comparison.
 """
 
@@ -16,7 +16,7 @@ from starlette.routing import Route
 
 from models.predictor import load_predictor
 
-MODEL = load_predictor(os.environ["ADULT_MODEL_DIR"])
+MODEL = load_predictor(os.environ["BENCH_MODEL_DIR"])
 
 
 async def predict(request: Request) -> JSONResponse:

@@ -36,7 +36,11 @@ import pandas as pd
 import psutil
 
 from models.predictor import load_predictor
+from pipelines.core.paths import SystemPaths
 from pipelines.core.workspace import ROOT, tool_env
+
+SYSTEM = "adult"  # the system whose bento is measured
+PATHS = SystemPaths(SYSTEM)
 
 LEVELS = (1, 8, 32)
 REQUESTS_PER_CLIENT = {1: 200, 8: 60, 32: 25}
@@ -168,7 +172,7 @@ def launch(home: Path, spec_path: Path, spec: dict[str, Any], workdir: Path) -> 
     spec_path.write_text(json.dumps(spec))
     port = free_port()
     command = [
-        sys.executable, "-m", "services.serve", "--store", str(home), "--port", str(port), "--spec",
+        sys.executable, "-m", "services.serve", "--system", SYSTEM, "--store", str(home), "--port", str(port), "--spec",
         str(spec_path), "--log-dir", str(workdir / "predictions"), "--runtime", str(workdir / "runtime"),
     ]  # fmt: skip
     return Proc(command, tool_env(), f"http://127.0.0.1:{port}", workdir / "server.log")
@@ -258,7 +262,7 @@ def overload(home: Path, spec: dict[str, Any], rows: list[Any], tmpdir: Path) ->
         out["counted_in_metrics"] = sum(
             float(line.rsplit(" ", 1)[1])
             for line in metrics.splitlines()
-            if line.startswith("adult_shed_requests_total{")
+            if line.startswith(f"{SYSTEM}_shed_requests_total{{")
         )
     finally:
         server.stop()
@@ -267,17 +271,17 @@ def overload(home: Path, spec: dict[str, Any], rows: list[Any], tmpdir: Path) ->
 
 def run(repeats: int) -> dict[str, Any]:
     subprocess.run(
-        [str(Path(sys.executable).parent / "dvc"), "repro", "package"],
+        [str(Path(sys.executable).parent / "dvc"), "repro", f"package@{SYSTEM}"],
         cwd=ROOT,
         env=tool_env(),
         check=True,
         capture_output=True,
     )
-    spec = json.loads((ROOT / "artifacts/serving/serving.json").read_text())
-    home = ROOT / "artifacts/bentoml"
+    spec = json.loads((ROOT / PATHS.serving_spec).read_text())
+    home = ROOT / PATHS.bentoml
     name, version = spec["champion"]["tag"].split(":")
     model_dir = home / "models" / name / version
-    test = pd.read_parquet(ROOT / "data/processed/test.parquet")
+    test = pd.read_parquet(ROOT / PATHS.processed / "test.parquet")
     fields = [f["name"] for f in spec["input"]["fields"]]
     frame = test[fields].head(500)
     rows = json.loads(frame.astype(object).where(frame.notna(), None).to_json(orient="records"))
@@ -303,7 +307,7 @@ def run(repeats: int) -> dict[str, Any]:
                 "--workers",
                 "1",
             ],
-            tool_env(ADULT_MODEL_DIR=str(model_dir)),
+            tool_env(BENCH_MODEL_DIR=str(model_dir)),
             f"http://127.0.0.1:{plain_port}",
             tmpdir / "plain.log",
         )

@@ -17,11 +17,13 @@ from models.tabular import TabularClassifier, TabularDataModule
 
 
 def build(repo: Path, batch_size: int, seed: int) -> tuple[TabularDataModule, TabularClassifier]:
-    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params = yaml.safe_load((repo / "params.yaml").read_text())[
+        "adult"
+    ]  # the system whose network is measured
     features = FeatureSpec.from_params(params["features"], params["dataset"])
     module_cfg = {k: v for k, v in params["models"]["tabular_nn"]["module"].items() if k != "_target_"}
     torch.manual_seed(seed)
-    dm = TabularDataModule(repo / "data/processed", features, batch_size=batch_size, seed=seed)
+    dm = TabularDataModule(repo / "data/adult/processed", features, batch_size=batch_size, seed=seed)
     dm.setup("fit")
     return dm, TabularClassifier(dm.cardinalities, dm.n_numeric, **module_cfg)
 

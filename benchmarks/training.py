@@ -32,14 +32,13 @@ def training_stages(repo: Path) -> list[tuple[str, str]]:
     """(stage@item, command) for every training stage, in DAG order."""
     stages = yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]
     out = []
+    dag = yaml.safe_load((repo / "params.yaml").read_text())["dag"]
     for stage in ("train_baselines", "train", "mitigate"):
-        spec = stages[stage]
-        items = spec["foreach"]
-        names = list(items) if isinstance(items, dict) else items
-        for name in names:
-            out.append(
-                (f"{stage}@{name}", spec["do"]["cmd"].replace("${item}", name).replace("${key}", name))
-            )
+        cmd = stages[stage]["do"]["cmd"]
+        for key, item in dag[stage].items():
+            if item["system"] == "adult":  # the system whose training is measured
+                filled = cmd.replace("${item.system}", item["system"]).replace("${item.model}", item["model"])
+                out.append((f"{stage}@{key}", filled))
     return out
 
 
@@ -74,10 +73,10 @@ def run(repeats: int) -> dict[str, Any]:
                 )
             for name, cmd in training_stages(repo):
                 stage_runs.setdefault(name, []).append(run_measured(["bash", "-c", cmd], repo))
-        params = yaml.safe_load((repo / "params.yaml").read_text())
+        params = yaml.safe_load((repo / "params.yaml").read_text())["adult"]
         lat = params["evaluation"]["latency"]
-        test = pd.read_parquet(repo / "data/processed/test.parquet")
-        for folder in sorted(p for p in (repo / "artifacts/candidates").iterdir() if p.is_dir()):
+        test = pd.read_parquet(repo / "data/adult/processed/test.parquet")
+        for folder in sorted(p for p in (repo / "artifacts/adult/candidates").iterdir() if p.is_dir()):
             predictor = load_predictor(folder)
             latencies[folder.name] = latency.measure(
                 predictor.predict_proba,

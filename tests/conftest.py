@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pipelines.core.config import DatasetConfig, load_params, section
+from pipelines.core.config import DatasetConfig, load_system, section
 from pipelines.core.workspace import ROOT, copy_worktree, tool_env
 
 
@@ -25,9 +25,13 @@ def copy_repo(dest: Path) -> Path:
     return copy_worktree(dest, ROOT, "copy of the repository under test")
 
 
+SYSTEM = "adult"  # the system most tests exercise; tests/integration/test_systems.py covers the others
+
+
 @pytest.fixture(scope="session")
 def params() -> dict:
-    return load_params(ROOT / "params.yaml")
+    """Adult's params (its sections and the shared ones), as its stages read them."""
+    return load_system(ROOT / "params.yaml", SYSTEM)
 
 
 @pytest.fixture(scope="session")

@@ -174,13 +174,14 @@ def validate_params(params: Any, machine: bool = False) -> dict[str, Params]:
                 if text not in seen:
                     seen.add(text)
                     problems.append(f"  {text}")
-    problems += [f"  {p}" for p in dag_checks(params.get("dag"), typed)]
+    failed = set(systems) - set(typed)  # their models are unknown: their dag entries are not judged
+    problems += [f"  {p}" for p in dag_checks(params.get("dag"), typed, failed)]
     if problems:
         raise ConfigError("invalid params:\n" + "\n".join(problems))
     return typed
 
 
-def dag_checks(dag: Any, typed: dict[str, Params]) -> list[str]:
+def dag_checks(dag: Any, typed: dict[str, Params], failed: set[str] = frozenset()) -> list[str]:  # type: ignore[assignment]
     """``dag`` must list each model of each system once under the stage of its family, and every model under
     evaluate: dvc.yaml runs the per-model stages from these lists."""
     if not isinstance(dag, dict):
@@ -198,6 +199,8 @@ def dag_checks(dag: Any, typed: dict[str, Params]) -> list[str]:
             if family is None or cfg.family == family
         }
         for key, item in entries.items():
+            if isinstance(item, dict) and item.get("system") in failed:
+                continue
             got = (
                 (item.get("system"), item.get("model"), item.get("base")) if isinstance(item, dict) else None
             )

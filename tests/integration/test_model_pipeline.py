@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from pipelines.core.config import system_params
 from pipelines.core.io import sha256_file
 from pipelines.core.lineage import params_hash
 from pipelines.select import release_params
@@ -42,12 +43,11 @@ def tree_hash(folder: Path) -> str:
 def baseline(quick_repo: tuple[Path, str]) -> Path:
     repo, stdout = quick_repo
     stages = ran(stdout)
-    assert [f"train_baselines@{m}" for m in MODELS[:4]] == [
+    assert [f"train_baselines@adult-{m}" for m in MODELS[:4]] == [
         s for s in stages if s.startswith("train_baselines")
     ]
-    assert {"train@tabular_nn", "mitigate@hgb_fair", "select", *(f"evaluate@{m}" for m in MODELS)} <= set(
-        stages
-    )
+    expected = {"train@adult-tabular_nn", "mitigate@adult-hgb_fair", "select@adult"}
+    assert expected | {f"evaluate@adult-{m}" for m in MODELS} <= set(stages)
     return repo
 
 
@@ -57,10 +57,10 @@ def repo(baseline: Path, tmp_path: Path) -> Path:
 
 
 def test_every_model_has_metrics_plots_and_verdicts(baseline: Path) -> None:
-    gate = json.loads((baseline / "reports/gate.json").read_text())
+    gate = json.loads((baseline / "reports/adult/gate.json").read_text())
     params = yaml.safe_load((baseline / "params.yaml").read_text())
     for name in MODELS:
-        folder = baseline / "reports/eval" / name
+        folder = baseline / "reports/adult/eval" / name
         metrics = json.loads((folder / "metrics.json").read_text())
         for key in ("accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc", "log_loss", "brier", "ece"):
             m = metrics[key]
@@ -92,55 +92,77 @@ def test_every_model_has_metrics_plots_and_verdicts(baseline: Path) -> None:
 
 
 def test_champion_carries_its_lineage(baseline: Path) -> None:
-    release = json.loads((baseline / "artifacts/champion/release.json").read_text())
-    gate = json.loads((baseline / "reports/gate.json").read_text())
+    release = json.loads((baseline / "artifacts/adult/champion/release.json").read_text())
+    gate = json.loads((baseline / "reports/adult/gate.json").read_text())
     assert release["role"] == "champion" and release["name"] == gate["champion"]
     assert release["version"].startswith(release["name"] + "-")
     assert "git" not in release  # the commit that ships it is recorded by the registry, not inside an output
     params = yaml.safe_load((baseline / "params.yaml").read_text())
     # the data lineage: the raw pins and a sha256 of every split file, in that order, read from declared inputs
-    expected = {f"data/raw/{f['path']}": f["sha256"] for f in params["dataset"]["files"].values()}
+    expected = {
+        f"data/adult/raw/{f['path']}": f["sha256"] for f in params["adult"]["dataset"]["files"].values()
+    }
     expected |= {
-        f"data/processed/{s}.parquet": sha256_file(baseline / f"data/processed/{s}.parquet")
+        f"data/adult/processed/{s}.parquet": sha256_file(baseline / f"data/adult/processed/{s}.parquet")
         for s in ("test", "train", "valid")
     }
     assert release["data"] == expected and list(release["data"]) == list(expected)
-    assert release["params_hash"] == params_hash(release_params(params, release["name"]))
+    assert release["params_hash"] == params_hash(
+        release_params(system_params(params, "adult"), release["name"])
+    )
     for name, digest in release["files"].items():
-        assert sha256_file(baseline / "artifacts/champion" / name) == digest
+        assert sha256_file(baseline / "artifacts/adult/champion" / name) == digest
     assert release["metrics"]["roc_auc"]["value"] == gate["models"][release["name"]]["primary"]
 
 
 def test_dvc_sees_metrics_and_plots(baseline: Path) -> None:
     shown = run(["dvc", "metrics", "show", "--json"], baseline).stdout
-    assert "reports/eval/hgb/metrics.json" in shown and "reports/train/tabular_nn/metrics.json" in shown
+    assert (
+        "reports/adult/eval/hgb/metrics.json" in shown
+        and "reports/adult/train/tabular_nn/metrics.json" in shown
+    )
     plots = run(["dvc", "plots", "show", "--json"], baseline).stdout
-    assert "reports/eval/hgb/plots/roc.json" in plots and "val/auroc.tsv" in plots
+    assert "reports/adult/eval/hgb/plots/roc.json" in plots and "val/auroc.tsv" in plots
 
 
 def test_gate_change_reruns_only_select_and_package(repo: Path) -> None:
-    compose(repo, "evaluation.gates.max_ece.threshold=0.06")
+    compose(repo, "adult.evaluation.gates.max_ece.threshold=0.06")
     # the champion's release.json records the new gate verdicts, so the package and the documents follow;
     # no model retrains and nothing is re-evaluated
-    assert ran(run(["dvc", "repro"], repo).stdout) == ["check_params", "select", "package", "report"]
+    assert ran(run(["dvc", "repro"], repo).stdout) == [
+        "check_params",
+        "select@adult",
+        "package@adult",
+        "report@adult",
+    ]
 
 
 def test_model_change_reruns_only_what_depends_on_it(repo: Path) -> None:
-    compose(repo, "models.hgb.estimator.max_iter=50")
+    compose(repo, "adult.models.hgb.estimator.max_iter=50")
     stages = ran(run(["dvc", "repro"], repo).stdout)
-    expected = {"train_baselines@hgb", "mitigate@hgb_fair", "evaluate@hgb", "evaluate@hgb_fair", "select"}
-    downstream = {"check_params", "package", "report"}  # package follows when hgb is champion or challenger
+    expected = {
+        "train_baselines@adult-hgb",
+        "mitigate@adult-hgb_fair",
+        "evaluate@adult-hgb",
+        "evaluate@adult-hgb_fair",
+        "select@adult",
+    }
+    downstream = {
+        "check_params",
+        "package@adult",
+        "report@adult",
+    }  # package follows when hgb is champion or challenger
     assert set(stages) - downstream == expected, stages
 
 
 def test_no_champion_keeps_the_previous_one(repo: Path) -> None:
-    before = tree_hash(repo / "artifacts/champion")
-    compose(repo, "evaluation.gates.min_roc_auc.threshold=0.999")
+    before = tree_hash(repo / "artifacts/adult/champion")
+    compose(repo, "adult.evaluation.gates.min_roc_auc.threshold=0.999")
     proc = run(["dvc", "repro"], repo, check=False)
     assert proc.returncode != 0
     assert "no model passes every blocking gate; the previous champion stays" in proc.stderr
-    assert tree_hash(repo / "artifacts/champion") == before
-    gate = json.loads((repo / "reports/gate.json").read_text())
+    assert tree_hash(repo / "artifacts/adult/champion") == before
+    gate = json.loads((repo / "reports/adult/gate.json").read_text())
     assert gate["champion"] is None and all("min_roc_auc" in m["failed"] for m in gate["models"].values())
 
 
@@ -148,7 +170,17 @@ def test_queued_sweep(repo: Path) -> None:
     run(["git", "add", "-A"], repo)
     run(["git", "commit", "-q", "-m", "quick baseline"], repo)
     run(
-        ["dvc", "exp", "run", "--queue", "-S", "experiment=quick", "-S", "split.seed=1,2", "evaluate@logreg"],
+        [
+            "dvc",
+            "exp",
+            "run",
+            "--queue",
+            "-S",
+            "experiment=quick",
+            "-S",
+            "adult.split.seed=1,2",
+            "evaluate@adult-logreg",
+        ],
         repo,
     )
     run(["dvc", "queue", "start", "-j", "1"], repo)
@@ -164,7 +196,7 @@ def test_queued_sweep(repo: Path) -> None:
     for commit in shown:
         for exp in commit.get("experiments") or []:
             for rev in exp["revs"]:
-                seeds.add(rev["data"]["params"]["params.yaml"]["data"]["split"]["seed"])
+                seeds.add(rev["data"]["params"]["params.yaml"]["data"]["adult"]["split"]["seed"])
     assert {1, 2} <= seeds
 
 
@@ -191,6 +223,8 @@ def test_ddp_on_two_cpu_processes(repo: Path, tmp_path: Path) -> None:
             "python",
             "-m",
             "pipelines.train",
+            "--system",
+            "adult",
             "--model",
             "tabular_nn",
             "--params",

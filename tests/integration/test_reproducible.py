@@ -30,9 +30,9 @@ def out_hashes(repo: Path) -> dict[str, str]:
 def releases(repo: Path) -> dict[str, str | None]:
     out: dict[str, str | None] = {}
     for role in ("champion", "challenger"):
-        release = json.loads((repo / "artifacts" / role / "release.json").read_text())
+        release = json.loads((repo / "artifacts/adult" / role / "release.json").read_text())
         out[role] = release.get("version")
-    package = json.loads((repo / "reports/package.json").read_text())
+    package = json.loads((repo / "reports/adult/package.json").read_text())
     out |= {
         "bento": package["bento"],
         "champion_tag": package["champion"],
@@ -48,12 +48,12 @@ def test_two_cold_runs_give_the_same_artifacts_and_versions(
     second = copy_repo(tmp_path / "second")
     run(["dvc", "exp", "run", "-S", "experiment=quick"], second)
     a, b = out_hashes(first), out_hashes(second)
-    assert any(k.endswith("artifacts/candidates/tabular_nn") for k in a) and len(a) >= 30
+    assert any(k.endswith("artifacts/adult/candidates/tabular_nn") for k in a) and len(a) >= 30
     assert {k for k in a if a[k] != b[k]} == set()
     assert releases(first) == releases(second)
     for model in ("logreg", "hgb", "tabular_nn"):
-        gate_a = json.loads((first / "reports/gate.json").read_text())["models"][model]["version"]
-        gate_b = json.loads((second / "reports/gate.json").read_text())["models"][model]["version"]
+        gate_a = json.loads((first / "reports/adult/gate.json").read_text())["models"][model]["version"]
+        gate_b = json.loads((second / "reports/adult/gate.json").read_text())["models"][model]["version"]
         assert gate_a == gate_b
     assert (second / "logs/runs/train/tabular_nn.json").is_file()  # timings live in run records
 

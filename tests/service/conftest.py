@@ -60,7 +60,7 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}"
         self.out = workdir / "server.log"
         command = [
-            sys.executable, "-m", "services.serve", "--store", str(home), "--port", str(self.port),
+            sys.executable, "-m", "services.serve", "--system", "adult", "--store", str(home), "--port", str(self.port),
             "--spec", str(self.spec_path), "--log-dir", str(self.log_dir), "--runtime", str(self.runtime),
         ]  # fmt: skip
         self.proc = subprocess.Popen(
@@ -142,9 +142,9 @@ def packaged(
     """The BentoML home the package stage built (copied), its serving spec, and test rows to send."""
     repo, _ = quick_repo
     dest = tmp_path_factory.mktemp("served")
-    home = Path(shutil.copytree(repo / "artifacts/bentoml", dest / "bentoml"))
-    spec = json.loads((repo / "artifacts/serving/serving.json").read_text())
-    rows = pd.read_parquet(repo / "data/processed/test.parquet")
+    home = Path(shutil.copytree(repo / "artifacts/adult/bentoml", dest / "bentoml"))
+    spec = json.loads((repo / "artifacts/adult/serving/serving.json").read_text())
+    rows = pd.read_parquet(repo / "data/adult/processed/test.parquet")
     return home, spec, rows
 
 

@@ -67,20 +67,29 @@ def page(url: str) -> Iterator[Page]:
         browser.close()
 
 
-def rendered_cleanly(page: Page) -> None:
+def rendered_cleanly(page: Page, lineage: bool = True) -> None:
     text = page.inner_text("article")
     assert "|---" not in text and "!!! " not in text and "{{" not in text, (
         "markdown or template left unrendered"
     )
-    assert "Lineage" in text, "every page ends with its lineage"
+    assert not lineage or "Lineage" in text, "every page of a system ends with its lineage"
 
 
 def test_reader_journey(page: Page, url: str, built: Path) -> None:
-    gate = json.loads((built / "reports/gate.json").read_text())
+    gate = json.loads((built / "reports/adult/gate.json").read_text())
     champion = gate["champion"]
     page.goto(url)
-    assert "Adult income model" in page.title()
-    assert "Not for decisions about people" in page.inner_text("article")
+    assert "AI systems portfolio" in page.title()
+    rendered_cleanly(page, lineage=False)
+
+    page.get_by_role("link", name="Portfolio", exact=True).first.click()
+    page.wait_for_url("**/portfolio/")
+    portfolio = page.inner_text("article")
+    assert gate["models"][champion]["version"] in portfolio and "UCI Adult" in portfolio
+    rendered_cleanly(page, lineage=False)
+    page.locator("article").get_by_role("link", name="adult", exact=True).first.click()
+    page.wait_for_url("**/adult/")
+    assert f"Champion: `{gate['models'][champion]['version']}`".strip("`") in page.inner_text("article")
     rendered_cleanly(page)
 
     page.get_by_role("link", name="Models", exact=True).first.click()
@@ -178,9 +187,11 @@ def test_no_broken_internal_links(page: Page, url: str) -> None:
 def test_failed_report_keeps_the_previous_site(built: Path, tmp_path: Path) -> None:
     repo = Path(shutil.copytree(built, tmp_path / "repo", symlinks=True))
     before = {p.relative_to(repo): sha256_file(p) for p in (repo / "site/build").rglob("*.html")}
-    risks = repo / "site/curated/risks.yaml"
+    risks = repo / "site/curated/adult/risks.yaml"
     risks.write_text(risks.read_text().replace("nist: MAP 5.1", "nist: MAP 5.9"))
-    proc = run(["dvc", "repro", "report"], repo, check=False)  # `make site` publishes only when this passes
+    proc = run(
+        ["dvc", "repro", "report@adult"], repo, check=False
+    )  # `make site` publishes only when this passes
     assert proc.returncode != 0
     assert "R-001: invalid NIST AI RMF subcategory: MAP 5 has subcategories MAP 5.1 to .2" in proc.stderr
     assert {p.relative_to(repo): sha256_file(p) for p in (repo / "site/build").rglob("*.html")} == before

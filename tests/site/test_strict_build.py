@@ -59,23 +59,27 @@ def published(quick_repo: tuple[Path, str], tmp_path_factory: pytest.TempPathFac
 def test_clean_source_builds_without_warnings(published: Path, tmp_path: Path) -> None:
     proc = run(["python", "-m", "pipelines.site", "--out", str(tmp_path / "site")], published)
     assert "[site]" in proc.stdout and "WARNING" not in proc.stdout + proc.stderr
-    assert (tmp_path / "site/metrics/history/index.html").is_file()  # the git pages are added when publishing
+    assert (
+        tmp_path / "site/adult/metrics/history/index.html"
+    ).is_file()  # git pages are added when publishing
+    assert (tmp_path / "site/portfolio/index.html").is_file() and (
+        tmp_path / "site/changelog/index.html"
+    ).is_file()
     assert "Built from commit" in (tmp_path / "site/index.html").read_text()
 
 
 @pytest.mark.parametrize("case", sorted(BROKEN))
 def test_every_warning_fails_and_keeps_the_last_good_site(case: str, published: Path, tmp_path: Path) -> None:
     page, markdown, needle = BROKEN[case]
-    source = Path(shutil.copytree(published / "reports/site", tmp_path / "source"))
-    with (source / "docs" / page).open("a", encoding="utf-8") as fh:
-        fh.write(markdown)
+    target = published / "reports/adult/site/docs" / page  # a system's page, as the report stage wrote it
+    original = target.read_text(encoding="utf-8")
+    target.write_text(original + markdown, encoding="utf-8")
     site = published / "site/build"
     before = pages(site)
-    proc = run(
-        ["python", "-m", "pipelines.site", "--source", str(source), "--out", str(site)],
-        published,
-        check=False,
-    )
+    try:
+        proc = run(["python", "-m", "pipelines.site", "--out", str(site)], published, check=False)
+    finally:
+        target.write_text(original, encoding="utf-8")
     assert proc.returncode == 1, proc.stdout
     assert "ERROR [site]" in proc.stderr and needle in proc.stderr, proc.stderr
     assert "WARNING" in proc.stderr or "do not resolve" in proc.stderr
@@ -83,12 +87,12 @@ def test_every_warning_fails_and_keeps_the_last_good_site(case: str, published: 
     assert pages(site) == before
 
 
-@pytest.mark.parametrize("out", [".", "reports/site/docs", "README.md"])
+@pytest.mark.parametrize("out", [".", "reports/adult/site/docs", "README.md"])
 def test_the_site_never_replaces_what_is_not_its_own(published: Path, out: str) -> None:
     before = sha256_file(published / "README.md")
     proc = run(["python", "-m", "pipelines.site", "--out", out], published, check=False)
     assert proc.returncode == 1 and "ERROR [site] --out" in proc.stderr and "Traceback" not in proc.stderr
     assert (
         sha256_file(published / "README.md") == before
-        and (published / "reports/site/docs/index.md").is_file()
+        and (published / "reports/adult/site/docs/index.md").is_file()
     )

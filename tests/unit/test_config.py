@@ -8,7 +8,16 @@ import pytest
 import yaml
 
 from pipelines import compose
-from pipelines.core.config import ConfigError, DatasetConfig, ProfileConfig, SplitConfig, load_params, section
+from pipelines.core.config import (
+    ConfigError,
+    DatasetConfig,
+    ProfileConfig,
+    SplitConfig,
+    SystemParams,
+    load_params,
+    section,
+    system_params,
+)
 from pipelines.core.model_config import (
     EvaluationConfig,
     FeaturesConfig,
@@ -28,12 +37,23 @@ SECTIONS = {
     "evaluation": EvaluationConfig,
 }
 FAMILIES = {"sklearn": SklearnModel, "lightning": LightningModel, "mitigation": MitigationModel}
-GROUPS = sorted(p.name for p in (ROOT / "conf").iterdir() if p.is_dir())
-# groups placed under another package in conf/config.yaml are overridden as group@package=option
-DEFAULTS = yaml.safe_load((ROOT / "conf/config.yaml").read_text())["defaults"]
-OVERRIDE_KEY = {
-    key.split("@")[0]: key for entry in DEFAULTS if isinstance(entry, dict) for key in entry if "@" in key
-}
+ROOT_CONFIG = yaml.safe_load((ROOT / "conf/config.yaml").read_text())
+SYSTEMS = ROOT_CONFIG["systems"]
+SHARED_GROUPS = [
+    "trainer",
+    "report",
+]  # the groups of conf/config.yaml itself; every other group is per system
+
+
+def system_defaults(system: str) -> list[tuple[str, str, str]]:
+    """(group, package, option) of each default in conf/<system>/system.yaml."""
+    out = []
+    for entry in yaml.safe_load((ROOT / "conf" / system / "system.yaml").read_text())["defaults"]:
+        if isinstance(entry, dict):
+            [(key, option)] = entry.items()
+            group, _, package = key.lstrip("/").partition("@")
+            out.append((group, package, option))
+    return out
 
 
 def test_params_yaml_is_not_stale() -> None:
@@ -43,7 +63,7 @@ def test_params_yaml_is_not_stale() -> None:
 
 def test_staleness_is_detected(tmp_path: Path) -> None:
     stale = tmp_path / "params.yaml"
-    stale.write_text(compose.composed_text(["split.seed=1234"]))
+    stale.write_text(compose.composed_text([f"{SYSTEMS[0]}.split.seed=1234"]))
     assert "seed: 1234" in compose.stale_diff(stale)
     with pytest.raises(SystemExit) as exited:
         compose.main(["--check", "--output", str(stale)])
@@ -51,44 +71,66 @@ def test_staleness_is_detected(tmp_path: Path) -> None:
 
 
 def validate_all(params: dict) -> None:
-    """Every section on its own (as each stage reads it), then the whole file (as check_params does)."""
-    for name, model in SECTIONS.items():
-        section(params, name, model)
-    for name in params["models"]:
-        model_section(params, name)
+    """Every section of every system on its own (as each stage reads it), then the whole file (check_params)."""
+    for system in params["systems"]:
+        view = system_params(params, system)
+        for name, model in SECTIONS.items():
+            section(view, name, model)
+        for name in view["models"]:
+            model_section(view, name)
     validate_params(params)
+
+
+def test_every_option_file_is_used() -> None:
+    """Each option under conf/<group>/ is a default of some system or of the root (so params.yaml checks it)."""
+    used = {(g, o) for s in SYSTEMS for g, _, o in system_defaults(s)}
+    used |= {(g, o) for entry in ROOT_CONFIG["defaults"] if isinstance(entry, dict) for g, o in entry.items()}
+    for group_dir in (ROOT / "conf").iterdir():
+        if group_dir.is_dir() and group_dir.name not in ("experiment", *SYSTEMS):
+            for option in group_dir.glob("*.yaml"):
+                assert (group_dir.name, option.stem) in used or group_dir.name in SHARED_GROUPS, option
 
 
 @pytest.mark.parametrize(
     ("group", "option"),
-    [(g, p.stem) for g in GROUPS if g != "model" for p in sorted((ROOT / "conf" / g).glob("*.yaml"))],
+    [(g, p.stem) for g in SHARED_GROUPS for p in sorted((ROOT / "conf" / g).glob("*.yaml"))],
 )
-def test_every_config_option_composes_and_validates(group: str, option: str) -> None:
-    validate_all(yaml.safe_load(compose.composed_text([f"{OVERRIDE_KEY.get(group, group)}={option}"])))
+def test_every_shared_option_composes_and_validates(group: str, option: str) -> None:
+    validate_all(yaml.safe_load(compose.composed_text([f"{group}={option}"])))
+
+
+@pytest.mark.parametrize(("system", "default"), [(s, d) for s in SYSTEMS for d in system_defaults(s)])
+def test_every_system_default_can_be_overridden_by_name(system: str, default: tuple[str, str, str]) -> None:
+    """`<group>@<system>.<package>=<option>` is how a run swaps one of a system's config options."""
+    group, package, option = default
+    composed = yaml.safe_load(compose.composed_text([f"{group}@{system}.{package}={option}"]))
+    validate_all(composed)
 
 
 @pytest.mark.parametrize("option", sorted(p.stem for p in (ROOT / "conf/model").glob("*.yaml")))
 def test_every_model_option_composes_and_validates(option: str) -> None:
-    params = yaml.safe_load(compose.composed_text([f"+model@models.probe={option}"]))
-    probe = params["models"]["probe"]
+    params = yaml.safe_load(compose.composed_text([f"+model@{SYSTEMS[0]}.models.probe={option}"]))
+    probe = params[SYSTEMS[0]]["models"]["probe"]
     FAMILIES[probe["family"]].model_validate(probe)
 
 
-def test_every_model_option_is_a_candidate(params: dict) -> None:
-    options = {p.stem for p in (ROOT / "conf/model").glob("*.yaml")}
-    assert set(params["models"]) == options, "each conf/model option is listed in conf/config.yaml"
-
-
-def test_experiments_compose_and_change_something(params: dict) -> None:
-    for path in sorted((ROOT / "conf/experiment").glob("*.yaml")):
-        composed = yaml.safe_load(compose.composed_text([f"experiment={path.stem}"]))
+def test_experiments_compose_and_change_something() -> None:
+    plain = yaml.safe_load((ROOT / "params.yaml").read_text())
+    experiments = sorted((ROOT / "conf/experiment").rglob("*.yaml"))
+    assert experiments
+    for path in experiments:
+        name = path.relative_to(ROOT / "conf/experiment").with_suffix("").as_posix()
+        composed = yaml.safe_load(compose.composed_text([f"experiment={name}"]))
         validate_all(composed)
-        assert composed != params, f"experiment {path.stem} changes nothing"
+        assert composed != plain, f"experiment {name} changes nothing"
 
 
 def test_override_reaches_params() -> None:
-    params = yaml.safe_load(compose.composed_text(["split.seed=7", "split.valid_fraction=0.25"]))
-    cfg = section(params, "split", SplitConfig)
+    system = SYSTEMS[0]
+    params = yaml.safe_load(
+        compose.composed_text([f"{system}.split.seed=7", f"{system}.split.valid_fraction=0.25"])
+    )
+    cfg = section(system_params(params, system), "split", SplitConfig)
     assert (cfg.seed, cfg.valid_fraction) == (7, 0.25)
 
 
@@ -120,9 +162,9 @@ def test_invalid_params_name_the_key(params: dict, name: str, patch: dict, expec
 
 
 def test_bad_pin_format(params: dict) -> None:
-    bad = yaml.safe_load(yaml.safe_dump(params))
+    bad = SystemParams("adult", yaml.safe_load(yaml.safe_dump(dict(params))))
     bad["dataset"]["files"]["train"]["sha256"] = "abc"
-    with pytest.raises(ConfigError, match=r"dataset.files.train.sha256: String should match pattern"):
+    with pytest.raises(ConfigError, match=r"  adult.dataset.files.train.sha256: String should match pattern"):
         section(bad, "dataset", DatasetConfig)
 
 
@@ -132,8 +174,10 @@ def test_missing_params_file(tmp_path: Path) -> None:
 
 
 def test_missing_section(params: dict) -> None:
-    with pytest.raises(ConfigError, match="no 'split' section"):
-        section({k: v for k, v in params.items() if k != "split"}, "split", SplitConfig)
+    with pytest.raises(ConfigError, match=r"no 'adult\.split' section"):
+        section(
+            SystemParams("adult", {k: v for k, v in params.items() if k != "split"}), "split", SplitConfig
+        )
 
 
 def test_dvc_uses_hydra() -> None:

@@ -66,9 +66,9 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ws = tmp_path_factory.mktemp("feeds")
     (ws / "raw").mkdir()
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["dataset"]["raw_dir"] = str(ws / "raw")
-    for spec in params["dataset"]["files"].values():
-        (ws / "raw" / spec["path"]).write_bytes((ROOT / "data/raw" / spec["path"]).read_bytes())
+    params["adult"]["dataset"]["raw_dir"] = str(ws / "raw")
+    for spec in params["adult"]["dataset"]["files"].values():
+        (ws / "raw" / spec["path"]).write_bytes((ROOT / "data/adult/raw" / spec["path"]).read_bytes())
     (ws / "params-good.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run_stages(ws)
     return ws
@@ -76,9 +76,11 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def run_stages(ws: Path, name: str = "good") -> None:
     p = str(ws / f"params-{name}.yaml")
-    ingest.main(["--params", p, "--out", str(ws / "interim")])
+    ingest.main(["--system", "adult", "--params", p, "--out", str(ws / "interim")])
     validate.main(
         [
+            "--system",
+            "adult",
             "--params",
             p,
             "--data",
@@ -107,9 +109,9 @@ def test_corrupted_feed_is_blocked(feed: str, workspace: Path, capsys: pytest.Ca
     bad.write_text(text + "\n" if text else "")
     params = yaml.safe_load((workspace / "params-good.yaml").read_text())
     feed_params = copy.deepcopy(params)
-    feed_params["dataset"]["raw_dir"] = str(bad_dir)
+    feed_params["adult"]["dataset"]["raw_dir"] = str(bad_dir)
     (bad_dir / "adult.test").write_bytes((workspace / "raw/adult.test").read_bytes())
-    feed_params["dataset"]["files"]["train"]["sha256"] = sha256_file(bad)  # the PR updated the pin
+    feed_params["adult"]["dataset"]["files"]["train"]["sha256"] = sha256_file(bad)  # the PR updated the pin
     (workspace / f"params-{feed}.yaml").write_text(yaml.safe_dump(feed_params, sort_keys=False))
     capsys.readouterr()
 

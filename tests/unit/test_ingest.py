@@ -124,6 +124,6 @@ def test_header_feed_detects_a_renamed_column(dataset: DatasetConfig, tmp_path: 
 
 def test_stage_writes_tables_and_manifest(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "interim"
-    main(["--out", str(out)])
+    main(["--system", "adult", "--out", str(out)])
     assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "test.parquet", "train.parquet"]
     assert "train: 32561 rows" in capsys.readouterr().out

@@ -20,7 +20,7 @@ from pipelines import ingest
 from pipelines.core.io import sha256_file
 from tests.conftest import ROOT
 
-RAW = (ROOT / "data/raw/adult.data").read_bytes()
+RAW = (ROOT / "data/adult/raw/adult.data").read_bytes()
 LINES = RAW.decode().split("\n")  # the last element is "" (the file ends with a newline)
 N = len([line for line in LINES if line.strip()])
 
@@ -48,11 +48,11 @@ def run_ingest(tmp_path: Path, data: bytes, **fmt: str) -> tuple[int, str]:
     raw = tmp_path / "raw"
     raw.mkdir(exist_ok=True)
     (raw / "adult.data").write_bytes(data)
-    (raw / "adult.test").write_bytes((ROOT / "data/raw/adult.test").read_bytes())
+    (raw / "adult.test").write_bytes((ROOT / "data/adult/raw/adult.test").read_bytes())
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["dataset"]["raw_dir"] = str(raw)
-    params["dataset"]["files"]["train"]["sha256"] = sha256_file(raw / "adult.data")
-    params["dataset"]["format"].update(fmt)
+    params["adult"]["dataset"]["raw_dir"] = str(raw)
+    params["adult"]["dataset"]["files"]["train"]["sha256"] = sha256_file(raw / "adult.data")
+    params["adult"]["dataset"]["format"].update(fmt)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     import contextlib
     import io
@@ -60,7 +60,16 @@ def run_ingest(tmp_path: Path, data: bytes, **fmt: str) -> tuple[int, str]:
     err = io.StringIO()
     with contextlib.redirect_stderr(err):
         try:
-            ingest.main(["--params", str(tmp_path / "params.yaml"), "--out", str(tmp_path / "interim")])
+            ingest.main(
+                [
+                    "--system",
+                    "adult",
+                    "--params",
+                    str(tmp_path / "params.yaml"),
+                    "--out",
+                    str(tmp_path / "interim"),
+                ]
+            )
             code = 0
         except SystemExit as exited:
             code = int(exited.code or 0)
@@ -259,6 +268,8 @@ def test_validate_names_the_same_line_as_the_file(tmp_path: Path) -> None:
     with pytest.raises(SystemExit):
         validate.main(
             [
+                "--system",
+                "adult",
                 "--params",
                 params,
                 "--data",

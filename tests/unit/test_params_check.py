@@ -25,10 +25,15 @@ from tests.conftest import ROOT, copy_repo, run
 PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
 
 
+def key_of(path: str) -> str:
+    """The dotted key in params.yaml: system sections are under the system (``serving.port`` is Adult's)."""
+    return path if path.split(".")[0] in PARAMS else f"adult.{path}"
+
+
 def patched(path: str, value: Any) -> dict[str, Any]:
-    """PARAMS with the value at dotted ``path`` replaced (list items by index)."""
+    """PARAMS with the value at dotted ``path`` replaced (list items by index); see ``key_of``."""
     out = copy.deepcopy(PARAMS)
-    *parents, last = path.split(".")
+    *parents, last = key_of(path).split(".")
     node: Any = out
     for part in parents:
         node = node[int(part)] if isinstance(node, list) else node[part]
@@ -156,15 +161,16 @@ def test_bad_value_is_named(key: str, value: Any, words: list[str]) -> None:
     with pytest.raises(ConfigError) as err:
         validate_params(patched(key, value))
     message = str(err.value)
+    assert "  " + ".".join(key_of(key).split(".")[:2]) in message, message
     for w in words:
         assert w in message, (w, message)
 
 
 def test_unknown_key_and_missing_section_are_named() -> None:
     typo = copy.deepcopy(PARAMS)
-    typo["serving"]["routing"]["challenger_wieght"] = 0.1
+    typo["adult"]["serving"]["routing"]["challenger_wieght"] = 0.1
     with pytest.raises(
-        ConfigError, match=r"serving.routing.challenger_wieght: Extra inputs are not permitted"
+        ConfigError, match=r"  adult.serving.routing.challenger_wieght: Extra inputs are not permitted"
     ):
         validate_params(typo)
     with pytest.raises(ConfigError, match=r"report: Field required"):
@@ -175,11 +181,11 @@ def test_unknown_key_and_missing_section_are_named() -> None:
 
 def test_every_problem_is_reported_at_once() -> None:
     bad = patched("serving.workers", 0)
-    bad["report"]["plot_dpi"] = 1
+    bad["report"]["plot_dpi"] = 1  # a shared section: named without the system
     with pytest.raises(ConfigError) as err:
         validate_params(bad)
     message = str(err.value)
-    assert "serving.workers" in message and "report.plot_dpi" in message
+    assert "  adult.serving.workers" in message and "  report.plot_dpi" in message
 
 
 def test_committed_params_are_valid() -> None:
@@ -190,7 +196,7 @@ def test_compose_refuses_to_write_a_bad_value(tmp_path: Path, capsys: pytest.Cap
     out = tmp_path / "params.yaml"
     out.write_text("previous\n")
     with pytest.raises(SystemExit) as exited:
-        compose.main(["serving.routing.challenger_weight=1.5", "--output", str(out)])
+        compose.main(["adult.serving.routing.challenger_weight=1.5", "--output", str(out)])
     assert exited.value.code == 2
     err = capsys.readouterr().err
     assert "ERROR [compose]" in err and "serving.routing.challenger_weight" in err and "(got 1.5)" in err
@@ -245,7 +251,7 @@ def test_any_leaf_of_any_type_is_valid_or_named(key: str, value: Any) -> None:
 @pytest.mark.integration
 def test_bad_override_stops_before_any_stage(tmp_path: Path) -> None:
     repo = copy_repo(tmp_path / "repo")
-    proc = run(["dvc", "exp", "run", "-S", "serving.routing.challenger_weight=1.5"], repo, check=False)
+    proc = run(["dvc", "exp", "run", "-S", "adult.serving.routing.challenger_weight=1.5"], repo, check=False)
     assert proc.returncode != 0
     assert "ERROR [check_params]" in proc.stderr
     assert (

@@ -51,15 +51,22 @@ def _lookup(key: str) -> object:
     return node
 
 
+def _items(spec: dict) -> list[tuple[str, object]]:
+    """The (key, item) pairs of a stage's foreach, which may name a list or mapping in params.yaml."""
+    items = spec["foreach"]
+    if isinstance(items, str):
+        assert items.startswith("${") and items.endswith("}"), items
+        items = _lookup(items[2:-1])
+    return list(items.items()) if isinstance(items, dict) else [(i, i) for i in items]
+
+
 def expand(stage: str) -> list[dict]:
     """The concrete stage definitions (one per foreach item), with ${item}/${key} substituted."""
     spec = DVC[stage]
     if "foreach" not in spec:
         return [spec]
-    items = spec["foreach"]
-    pairs = items.items() if isinstance(items, dict) else [(i, i) for i in items]
     out = []
-    for key, item in pairs:
+    for key, item in _items(spec):
         text = yaml.safe_dump(spec["do"]).replace("${key}", str(key))
         if isinstance(item, dict):
             for k, v in item.items():
@@ -76,29 +83,56 @@ def test_stage_module_params_and_deps(stage: str) -> None:
         assert f"python -m pipelines.{stage}" in spec["cmd"]
         assert module in spec["deps"], f"stage {stage} must depend on its own code"
         for key in spec.get("params", []):
+            if isinstance(key, dict):  # {params.yaml: null}: the whole file
+                assert list(key) == ["params.yaml"], key
+                continue
             _lookup(key)
 
 
-def _names(stage: str) -> list[str]:
-    items = DVC[stage]["foreach"]
-    return list(items)
+SYSTEMS = PARAMS["systems"]
+PER_SYSTEM = [s for s, spec in DVC.items() if spec.get("foreach") == "${systems}"]
+
+
+@pytest.mark.parametrize("stage", PER_SYSTEM)
+def test_per_system_stages_touch_only_their_system(stage: str) -> None:
+    """Every path and param of ``<stage>@<system>`` is the system's own (or shared code, config or a global)."""
+    from pipelines.core.paths import SystemPaths
+
+    for system, spec in zip(SYSTEMS, expand(stage), strict=True):
+        paths = SystemPaths(system)
+        assert f"--system {system}" in spec["cmd"]
+        for key in spec.get("params", []):
+            assert key.split(".")[0] in (system, "trainer", "report"), (stage, key)
+        for out in spec.get("outs", []) + spec.get("metrics", []):
+            path = next(iter(out)) if isinstance(out, dict) else out
+            assert Path(path).parts[:2] in (paths.data.parts, paths.artifacts.parts, paths.reports.parts), (
+                path
+            )
+        for dep in spec["deps"]:
+            top = Path(dep).parts[0]
+            if top in ("data", "artifacts", "reports") and dep != "reports/params.json":
+                assert Path(dep).parts[1] == system, (stage, dep)
 
 
 @pytest.mark.parametrize(
     ("stage", "family"), [("train_baselines", "sklearn"), ("train", "lightning"), ("mitigate", "mitigation")]
 )
 def test_training_stages_cover_each_family(stage: str, family: str) -> None:
-    models = PARAMS["models"]
-    assert sorted(_names(stage)) == sorted(n for n, m in models.items() if m["family"] == family)
+    expected = sorted(
+        f"{s}-{n}" for s in SYSTEMS for n, m in PARAMS[s]["models"].items() if m["family"] == family
+    )
+    assert sorted(k for k, _ in _items(DVC[stage])) == expected
 
 
 def test_mitigation_bases_match_config() -> None:
-    for name, item in DVC["mitigate"]["foreach"].items():
-        assert item["base"] == PARAMS["models"][name]["base"]
+    for _, item in _items(DVC["mitigate"]):
+        assert isinstance(item, dict)
+        assert item["base"] == PARAMS[item["system"]]["models"][item["model"]]["base"]
 
 
 def test_every_model_is_evaluated() -> None:
-    assert sorted(_names("evaluate")) == sorted(PARAMS["models"])
+    expected = sorted(f"{s}-{n}" for s in SYSTEMS for n in PARAMS[s]["models"])
+    assert sorted(k for k, _ in _items(DVC["evaluate"])) == expected
 
 
 @pytest.mark.parametrize("stage", list(DVC))
@@ -110,14 +144,18 @@ def test_stages_read_no_undeclared_state(stage: str) -> None:
         assert needle not in source, f"pipelines/{stage}.py reads {needle}"
 
 
-def test_select_declares_every_param_a_release_records() -> None:
+@pytest.mark.parametrize("system", SYSTEMS)
+def test_select_declares_every_param_a_release_records(system: str) -> None:
+    from pipelines.core.config import system_params
     from pipelines.select import release_params
 
-    declared = DVC["select"]["params"]
-    for name in PARAMS["models"]:
-        for top, value in release_params(PARAMS, name).items():
+    [declared] = [spec["params"] for spec in expand("select") if f"--system {system}" in spec["cmd"]]
+    view = system_params(PARAMS, system)
+    for name in view["models"]:
+        for top, value in release_params(view, name).items():
             leaves = [f"{top}.{k}" for k in value] if top == "dataset" else [top]
             for leaf in leaves:
-                assert any(leaf == d or leaf.startswith(d + ".") for d in declared), (
-                    f"select reads {leaf} undeclared"
+                key = view.key(leaf)
+                assert any(key == d or key.startswith(d + ".") for d in declared), (
+                    f"select reads {key} undeclared"
                 )

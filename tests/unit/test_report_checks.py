@@ -11,12 +11,12 @@ from pipelines.core.nist import Framework
 from pipelines.report import CARD_SECTIONS, IncompleteReport, check_card, check_datasheet, check_risks
 from tests.conftest import ROOT
 
-CURATED = ROOT / "site/curated"
+CURATED = ROOT / "site/curated/adult"
 
 
 @pytest.fixture(scope="module")
 def framework() -> Framework:
-    return Framework(CURATED / "nist_ai_rmf.yaml")
+    return Framework(ROOT / "site/curated/nist_ai_rmf.yaml")
 
 
 def card(bodies: dict[str, str]) -> str:

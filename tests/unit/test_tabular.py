@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import json
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from models.features import FeatureSpec
 from models.predictor import load_predictor, sha256_file
 from models.tabular import ShuffledBatches, TabularEncoder, TabularMLP
 from pipelines import train
+from tests.conftest import ROOT
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +67,7 @@ def small_workspace(tmp_path_factory: pytest.TempPathFactory, adult_tables: dict
     source = adult_tables["train"].sample(4000, random_state=0)
     source.iloc[:3000].to_parquet(ws / "data/train.parquet")
     source.iloc[3000:].to_parquet(ws / "data/valid.parquet")
-    small = copy.deepcopy(params)
+    small = yaml.safe_load((ROOT / "params.yaml").read_text())  # the whole file: stages read it by system
     small["trainer"]["max_epochs"] = 3
     (ws / "params.yaml").write_text(yaml.safe_dump(small, sort_keys=False))
     return ws
@@ -76,6 +76,8 @@ def small_workspace(tmp_path_factory: pytest.TempPathFactory, adult_tables: dict
 def run_training(ws: Path, name: str) -> dict:
     train.main(
         [
+            "--system",
+            "adult",
             "--model",
             "tabular_nn",
             "--params",
