@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 
 from pipelines.core import text
-from pipelines.core.config import DatasetConfig, load_system, section
+from pipelines.core.config import DatasetConfig, DerivedColumn, load_system, section
 from pipelines.core.errors import PipelineError, stage_main
 from pipelines.core.io import atomic_dir, sha256_file, to_json, write_parquet
 from pipelines.core.paths import SystemPaths
@@ -47,7 +47,7 @@ def parse_rows(path: Path, dataset: DatasetConfig) -> tuple[list[list[str]], lis
     format or replacement character, a quoting error or the wrong number of fields is reported with its number
     and its text as written; any such line stops ingest.
     """
-    fmt, names = dataset.format, list(dataset.columns)
+    fmt, names = dataset.format, dataset.file_columns
     raw = path.read_bytes()
     if not raw.strip():
         raise IngestError(
@@ -59,6 +59,10 @@ def parse_rows(path: Path, dataset: DatasetConfig) -> tuple[list[list[str]], lis
     n_bad = 0
     header_seen = not fmt.header
     data_seen = False
+    positions = list(
+        range(len(names))
+    )  # the field of each configured column; from the header when there is one
+    width = len(names)
 
     def bad(problem: text.TextProblem) -> None:
         nonlocal n_bad
@@ -96,20 +100,18 @@ def parse_rows(path: Path, dataset: DatasetConfig) -> tuple[list[list[str]], lis
             continue
         if not header_seen:
             header_seen = True
-            _check_header(path, fields, names)
+            positions, width = header_positions(path, number, fields, names), len(fields)
             continue
         data_seen = True
-        if len(fields) != len(names):
-            bad(
-                text.TextProblem(number, f"{len(fields)} fields, expected {len(names)}: {text.excerpt(line)}")
-            )
+        if len(fields) != width:
+            bad(text.TextProblem(number, f"{len(fields)} fields, expected {width}: {text.excerpt(line)}"))
             continue
-        rows.append(fields)
+        rows.append([fields[i] for i in positions])
         lines.append(number)
     if problems:
         total = max(n_bad, len(problems))
         raise IngestError(
-            f"{path}: {total} line(s) do not have the {len(names)} expected fields or hold text that cannot be read "
+            f"{path}: {total} line(s) do not have the {width} expected fields or hold text that cannot be read "
             "(a truncated or damaged file, a stray quote, a control character, a column missing or added):\n  "
             + "\n  ".join(map(str, problems))
         )
@@ -118,15 +120,31 @@ def parse_rows(path: Path, dataset: DatasetConfig) -> tuple[list[list[str]], lis
     return rows, lines
 
 
-def _check_header(path: Path, header: list[str], names: list[str]) -> None:
-    if header == names:
-        return
-    missing = [c for c in names if c not in header]
-    unexpected = [c for c in header if c not in names]
-    detail = (
-        f"missing {missing}, unexpected {unexpected}" if missing or unexpected else "columns are out of order"
-    )
-    raise IngestError(f"{path}: header does not match dataset.columns: {detail}")
+def unique_header(header: list[str]) -> list[str]:
+    """Header names made unique: a name's second and later occurrences become ``<name>_2``, ``<name>_3``, ...
+    (the first keeps its name), so a file with repeated names can still be described by config."""
+    seen: dict[str, int] = {}
+    out = []
+    for name in header:
+        seen[name] = seen.get(name, 0) + 1
+        out.append(name if seen[name] == 1 else f"{name}_{seen[name]}")
+    return out
+
+
+def header_positions(path: Path, line: int, header: list[str], names: list[str]) -> list[int]:
+    """The field index of each configured column, found by name in the header (any order; other columns are
+    ignored). A configured column the header lacks is an error naming both."""
+    unique = unique_header([h.strip() for h in header])
+    index = {name: i for i, name in enumerate(unique)}
+    missing = [c for c in names if c not in index]
+    if missing:
+        repeated = sorted({h for h in unique if h != h.rsplit("_", 1)[0] and h.rsplit("_", 1)[0] in index})
+        hint = f"; repeated names are read as {repeated}" if repeated else ""
+        raise IngestError(
+            f"{path} (line {line}): dataset.columns names {missing}, which the header does not have; "
+            f"the header has {unique}{hint}"
+        )
+    return [index[c] for c in names]
 
 
 # Numbers as written in ASCII decimal notation: no inf or nan, no hexadecimal, no digit separators, no digits of
@@ -176,13 +194,15 @@ def parse_numbers(values: pd.Series, kind: str) -> tuple[pd.Series, dict[str, li
 def to_table(rows: list[list[str]], lines: list[int], dataset: DatasetConfig, path: Path) -> pd.DataFrame:
     """Type each column as configured; values that cannot be typed stop ingest with examples and line numbers."""
     fmt, target = dataset.format, dataset.target
-    raw = pd.DataFrame(rows, columns=list(dataset.columns), dtype="string")
+    raw = pd.DataFrame(rows, columns=dataset.file_columns, dtype="string")
     raw = raw.mask(raw == fmt.missing_token)
     if fmt.label_suffix:
         raw[target.column] = raw[target.column].str.removesuffix(fmt.label_suffix)
     out: dict[str, Any] = {}
     problems: list[str] = []
     for name, kind in dataset.columns.items():
+        if name in dataset.derived:
+            continue
         values = raw[name]
         if kind == "category":
             out[name] = values
@@ -192,12 +212,37 @@ def to_table(rows: list[list[str]], lines: list[int], dataset: DatasetConfig, pa
             shown = ", ".join(f"{values[i]!r} (line {lines[i]})" for i in wrong[:MAX_EXAMPLES])
             problems.append(f"column '{name}' ({kind}): {len(wrong)} value(s) {what}: {shown}")
         out[name] = column
+    for name, rule in dataset.derived.items():
+        out[name], unmapped = derive(raw[rule.source], out[rule.source], rule)
+        if unmapped:
+            shown = ", ".join(f"{raw[rule.source][i]!r} (line {lines[i]})" for i in unmapped[:MAX_EXAMPLES])
+            problems.append(
+                f"column '{rule.source}': {len(unmapped)} value(s) not in dataset.derived.{name}.map: {shown}"
+            )
     if problems:
         raise IngestError(f"{path}: values of the wrong type:\n  " + "\n  ".join(problems))
-    table = pd.DataFrame(out)
+    table = pd.DataFrame(out)[list(dataset.columns)]
     table[target.name] = table[target.column].map(target.labels).astype("Int8")
     table.index = pd.Index(lines, name="line")  # the raw file's line of each row: validate names it
     return table
+
+
+def derive(text_values: pd.Series, typed: pd.Series, rule: DerivedColumn) -> tuple[pd.Series, list[int]]:
+    """A derived category column and the row positions whose code the map lacks (missing stays missing)."""
+    if rule.map is not None:
+        mapped = text_values.map(rule.map, na_action="ignore").astype("string")
+        unmapped = [
+            i
+            for i, (t, m) in enumerate(zip(text_values, mapped, strict=True))
+            if not pd.isna(t) and pd.isna(m)
+        ]
+        return mapped, unmapped
+    assert rule.threshold is not None and rule.above is not None and rule.below is not None
+    numbers = typed.astype("Float64")
+    out = pd.Series(pd.NA, index=typed.index, dtype="string")
+    out[numbers >= rule.threshold] = rule.above
+    out[numbers < rule.threshold] = rule.below
+    return out, []
 
 
 def ingest_file(dataset: DatasetConfig, key: str) -> tuple[pd.DataFrame, dict[str, Any]]:

@@ -204,10 +204,12 @@ def build_bento(home: Path, spec: dict[str, Any], params_hash: str) -> str:
         if proc.returncode != 0:
             raise PipelineError(f"bentoml build failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
         # the tag is known (name and --version are ours); stdout is not parsed: BentoML prints through Rich, which
-        # turns ":adult:" in "__tag__:adult:<version>" into an emoji
+        # turns a system name between colons ("__tag__:<name>:<version>") into an emoji when it names one
         name = spec["service_name"]
         if not (home / "bentos" / name / version / "bento.yaml").is_file():
-            raise PipelineError(f"bentoml build reported success but {home}/bentos/{name}/{version} is missing")
+            raise PipelineError(
+                f"bentoml build reported success but {home}/bentos/{name}/{version} is missing"
+            )
         return f"{name}:{version}"
 
 

@@ -320,7 +320,8 @@ def check_risks(
             problems.append(f"{rid}: evidence '{risk['evidence']}' is not a page of the site")
     if problems:
         raise IncompleteReport(
-            "risk log invalid (site/curated/<system>/risks.yaml or measured risks):\n  " + "\n  ".join(problems)
+            "risk log invalid (site/curated/<system>/risks.yaml or measured risks):\n  "
+            + "\n  ".join(problems)
         )
 
 
@@ -448,7 +449,9 @@ def main(argv: list[str] | None = None) -> None:
     check_datasheet(curated["datasheet"], ctx["computed"])
 
     site_pages = pages(ctx)
-    platform = {f"../{p.name}" for p in (SITE / "pages").glob("*.md")}  # evidence on a platform page: ../<page>
+    platform = {
+        f"../{p.name}" for p in (SITE / "pages").glob("*.md")
+    }  # evidence on a platform page: ../<page>
     all_pages = set(site_pages) | set(GIT_PAGES) | platform
     risks = [{**r, "source": "curated"} for r in curated["risks"]["risks"]] + measured_risks(ctx)
     check_risks(risks, framework, all_pages, curated["risks"]["owners"])

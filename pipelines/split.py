@@ -1,4 +1,5 @@
-"""Stage ``split``: a deterministic, stratified train/valid split; the official test file stays the test set.
+"""Stage ``split``: a deterministic, stratified train/valid split; an official test file stays the test set, else a
+seeded, stratified share of the source file (``split.test_fraction``) is carved off as the test set first.
 
 Reads ``split`` params and the validated tables. Writes ``data/processed/{train,valid,test}.parquet`` and the DVC
 metrics file ``reports/data/split.json`` (rows and class balance per split).
@@ -44,8 +45,18 @@ def _cut(
     return keep.sort_index(), cut.sort_index()
 
 
-def split_tables(source: pd.DataFrame, test: pd.DataFrame, cfg: SplitConfig) -> dict[str, pd.DataFrame]:
-    """Return train, valid and test frames (optionally sub-sampled, stratified, with the same seed)."""
+def split_tables(
+    source: pd.DataFrame, test: pd.DataFrame | None, cfg: SplitConfig
+) -> dict[str, pd.DataFrame]:
+    """Return train, valid and test frames (optionally sub-sampled, stratified, with the same seed).
+
+    ``test`` is the official test file; when it is None, ``cfg.test_fraction`` of ``source`` is carved off first
+    (stratified, seeded), then ``cfg.valid_fraction`` of the rest becomes the validation split.
+    """
+    if test is None:
+        if cfg.test_fraction is None:
+            raise PipelineError("split: no test file and no split.test_fraction to carve one")
+        source, test = _cut(source, cfg.test_fraction, cfg.seed, cfg.stratify)
     train, valid = _cut(source, cfg.valid_fraction, cfg.seed, cfg.stratify)
     splits = {"train": train, "valid": valid, "test": test}
     if cfg.sample is not None and cfg.sample < 1.0:
@@ -89,10 +100,10 @@ def main(argv: list[str] | None = None) -> None:
     cfg = section(params, "split", SplitConfig)
     dataset = section(params, "dataset", DatasetConfig)
     for key in (cfg.source, cfg.test):
-        if key not in dataset.files:
+        if key is not None and key not in dataset.files:
             raise PipelineError(f"split names file '{key}', which dataset.files does not define")
     source = read_parquet(args.data / f"{cfg.source}.parquet")
-    test = read_parquet(args.data / f"{cfg.test}.parquet")
+    test = read_parquet(args.data / f"{cfg.test}.parquet") if cfg.test else None
     splits = split_tables(source, test, cfg)
     with atomic_dir(args.out) as staging:
         for name, frame in splits.items():

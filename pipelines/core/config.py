@@ -39,7 +39,7 @@ class FormatSpec(Section):
 
 
 class TargetDisplay(Section):
-    positive: str = Field(min_length=1)  # how pages name the positive class, e.g. "approved", "denied"
+    positive: str = Field(min_length=1)  # how pages name the positive class (a short phrase)
     negative: str = Field(min_length=1)
 
 
@@ -100,6 +100,31 @@ class Contract(Section):
     columns: dict[str, ColumnRule]
 
 
+class DerivedColumn(Section):
+    """A category column computed by ingest from another column: ``map`` (codes as written -> values; a code not
+    in the map is an error naming its line) or ``threshold`` (``above`` when the number is >= threshold, else
+    ``below``; a missing number stays missing)."""
+
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, strict=True, allow_inf_nan=False, populate_by_name=True
+    )
+    source: str = Field(alias="from", min_length=1)
+    map: dict[str, str] | None = None
+    threshold: float | None = None
+    above: str | None = None
+    below: str | None = None
+
+    @model_validator(mode="after")
+    def _one_rule(self) -> DerivedColumn:
+        if (self.map is None) == (self.threshold is None):
+            raise ValueError("give exactly one of map (code -> value) and threshold (with above and below)")
+        if self.threshold is not None and (self.above is None or self.below is None):
+            raise ValueError("a threshold needs both above (value when >= threshold) and below")
+        if self.map is not None and (self.above is not None or self.below is not None):
+            raise ValueError("above and below go with threshold, not with map")
+        return self
+
+
 class DatasetConfig(Section):
     name: str
     title: str = Field(min_length=1)  # how pages name the data set, the data set's usual name and subject
@@ -114,11 +139,27 @@ class DatasetConfig(Section):
     target: TargetSpec
     sensitive: list[str]
     contract: Contract
+    # category columns computed by ingest (each also listed in columns, as category); the file has the others
+    derived: dict[str, DerivedColumn] = Field(default_factory=dict)
+
+    @property
+    def file_columns(self) -> list[str]:
+        """The columns read from the files (in file order when there is no header): every column not derived."""
+        return [c for c in self.columns if c not in self.derived]
 
     @model_validator(mode="after")
     def _consistent(self) -> DatasetConfig:
         known = set(self.columns)
         problems = []
+        for name, how in self.derived.items():
+            if self.columns.get(name) != "category":
+                problems.append(f"derived.{name}: list it in columns as a category column")
+            if how.source not in known or how.source in self.derived:
+                problems.append(f"derived.{name}.from: '{how.source}' is not a column read from the files")
+            elif how.threshold is not None and self.columns[how.source] == "category":
+                problems.append(
+                    f"derived.{name}.threshold: '{how.source}' is a category column, not a number"
+                )
         if self.target.column not in known:
             problems.append(f"target.column '{self.target.column}' is not in columns")
         if self.target.name in known:
@@ -156,12 +197,26 @@ SEED = Field(ge=0, le=2**32 - 1, description="a seed numpy and torch both accept
 
 
 class SplitConfig(Section):
+    """train / valid / test. ``test`` names the file kept whole as the test set; when the data has no official test
+    file, ``test: null`` and ``test_fraction`` carve a seeded, stratified test set from ``source`` first."""
+
     seed: int = SEED
     valid_fraction: float = Field(gt=0.0, lt=1.0)
     source: str
-    test: str
+    test: str | None
+    test_fraction: float | None = Field(None, gt=0.0, lt=1.0)
     stratify: list[str] = Field(default_factory=list)
     sample: float | None = Field(None, gt=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _one_test_set(self) -> SplitConfig:
+        if (self.test is None) == (self.test_fraction is None):
+            raise ValueError(
+                "give exactly one of test (a key of dataset.files kept whole as the test set) and test_fraction "
+                f"(a share of source carved off as the test set); got test={self.test!r}, "
+                f"test_fraction={self.test_fraction!r}"
+            )
+        return self
 
 
 class ProfileConfig(Section):

@@ -284,7 +284,7 @@ def cross_checks(p: Params) -> list[str]:
         out.append(f"features: {both} listed as both categorical and numeric")
     for key in ("source", "test"):
         value = getattr(p.split, key)
-        if value not in ds.files:
+        if value is not None and value not in ds.files:
             out.append(f"split.{key}: '{value}' is not a key of dataset.files ({sorted(ds.files)})")
     for i, col in enumerate(p.split.stratify):
         if col not in columns | {ds.target.name}:

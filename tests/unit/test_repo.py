@@ -159,3 +159,53 @@ def test_select_declares_every_param_a_release_records(system: str) -> None:
                 assert any(key == d or key.startswith(d + ".") for d in declared), (
                     f"select reads {key} undeclared"
                 )
+
+
+# column and label names that are also everyday English; shared prose may use them as words, code may not
+ENGLISH = {"no", "yes", "single", "age", "all", "approved", "denied"}
+
+
+def system_vocabulary() -> dict[str, str]:
+    """Every word that belongs to one system: its name, data set name, columns, labels and class names."""
+    words: dict[str, str] = {}
+    for system in SYSTEMS:
+        ds = PARAMS[system]["dataset"]
+        found = {system, ds["name"], *ds["columns"], *ds["target"]["labels"], *(ds.get("derived") or {})}
+        found |= set((ds["target"].get("display") or {}).values())
+        found -= {"yes", "no", "true", "false", "on", "off"}  # YAML's boolean words: shared code must name them
+        words |= {w: f"{system} ({what})" for w, what in ((w, "config") for w in found)}
+    return words
+
+
+SHARED = sorted(
+    p
+    for pattern in (
+        "pipelines/**/*.py",
+        "models/**/*.py",
+        "services/**/*.py",
+        "services/**/*.j2",
+        "site/templates/*.j2",
+        "pipelines/templates/*.j2",
+        "site/pages/*.md",
+    )
+    for p in ROOT.glob(pattern)
+)
+
+
+@pytest.mark.parametrize("path", SHARED, ids=lambda p: str(p.relative_to(ROOT)))
+def test_shared_files_name_no_system_column_or_label(path: Path) -> None:
+    """Shared code and templates serve every system: a column, label, data set or system name in them means a
+    second system would get the first one's assumptions (a raw KeyError, a wrong heading)."""
+    import re
+
+    text = path.read_text(encoding="utf-8")
+    hits = []
+    for word, owner in system_vocabulary().items():
+        w = re.escape(word)
+        if word.lower() in ENGLISH:  # a common word: only as code (a string, a key, an attribute)
+            pattern = rf"[\"'`]{w}[\"'`]|\.{w}\b|\[{w}\]"
+        else:  # whole words only, in any case: `single_row` or `sexagesimal` are not `single` or `sex`
+            pattern = rf"(?<![\w-]){w}(?![\w-])"
+        if re.search(pattern, text, flags=re.IGNORECASE):
+            hits.append(f"{word!r} of {owner}")
+    assert not hits, f"{path.relative_to(ROOT)} names {hits}"
