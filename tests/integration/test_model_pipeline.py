@@ -44,7 +44,7 @@ def baseline(quick_repo: tuple[Path, str]) -> Path:
     repo, stdout = quick_repo
     stages = ran(stdout)
     assert [f"train_baselines@adult-{m}" for m in MODELS[:4]] == [
-        s for s in stages if s.startswith("train_baselines")
+        s for s in stages if s.startswith("train_baselines@adult-")
     ]
     expected = {"train@adult-tabular_nn", "mitigate@adult-hgb_fair", "select@adult"}
     assert expected | {f"evaluate@adult-{m}" for m in MODELS} <= set(stages)
