@@ -178,7 +178,9 @@ def cross_checks(p: Params) -> list[str]:
             out.append(f"split.{key}: '{value}' is not a key of dataset.files ({sorted(ds.files)})")
     for i, col in enumerate(p.split.stratify):
         if col not in columns | {ds.target.name}:
-            out.append(f"split.stratify.{i}: '{col}' is neither a column nor the target '{ds.target.name}'")
+            out.append(
+                f"split.stratify.{i}: '{col}' is not a column nor dataset.target.name ('{ds.target.name}')"
+            )
     if p.profile.reference not in p.profile.splits:
         out.append(f"profile.reference: '{p.profile.reference}' is not in profile.splits {p.profile.splits}")
     out += [
