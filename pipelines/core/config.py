@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -13,6 +13,10 @@ from pipelines.core.errors import ConfigError
 
 PARAMS_FILE = Path("params.yaml")
 ColumnType = Literal["int", "float", "category"]
+
+
+# A name or a path: an empty string would silently mean "no column" or "the folder itself".
+Name = Annotated[str, Field(min_length=1)]
 
 
 class Section(BaseModel):
@@ -24,7 +28,7 @@ class Section(BaseModel):
 
 
 class FileSpec(Section):
-    path: str
+    path: Name
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="lower-case hex sha256 of the file's bytes")
 
 
@@ -44,9 +48,9 @@ class TargetDisplay(Section):
 
 
 class TargetSpec(Section):
-    column: str
-    name: str = "target"
-    labels: dict[str, int]
+    column: Name
+    name: Name = "target"
+    labels: dict[Name, int]
     display: TargetDisplay | None = None  # default: the raw labels
 
     @field_validator("labels")
@@ -126,13 +130,13 @@ class DerivedColumn(Section):
 
 
 class DatasetConfig(Section):
-    name: str
+    name: Name
     title: str = Field(min_length=1)  # how pages name the data set, the data set's usual name and subject
     version: str
     description: str
     citation: str
     license: str
-    raw_dir: str
+    raw_dir: Name
     files: dict[str, FileSpec]
     format: FormatSpec
     columns: dict[str, ColumnType]
@@ -202,8 +206,8 @@ class SplitConfig(Section):
 
     seed: int = SEED
     valid_fraction: float = Field(gt=0.0, lt=1.0)
-    source: str
-    test: str | None
+    source: Name
+    test: Name | None
     test_fraction: float | None = Field(None, gt=0.0, lt=1.0)
     stratify: list[str] = Field(default_factory=list)
     sample: float | None = Field(None, gt=0.0, le=1.0)
@@ -220,8 +224,8 @@ class SplitConfig(Section):
 
 
 class ProfileConfig(Section):
-    reference: str
-    splits: list[str]
+    reference: Name
+    splits: list[Name]
     histogram_bins: int = Field(ge=2, le=1000)
     quantiles: list[float]
     top_categories: int = Field(ge=1)

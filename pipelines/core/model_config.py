@@ -7,12 +7,12 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel, Field, field_validator
 
 from pipelines.core.behaviour import BehaviourConfig
-from pipelines.core.config import ConfigError, Section, section
+from pipelines.core.config import ConfigError, Name, Section, section
 
 
 class FeaturesConfig(Section):
-    categorical: list[str]
-    numeric: list[str]
+    categorical: list[Name]
+    numeric: list[Name]
 
 
 Calibration = Literal["isotonic", "sigmoid"] | None
@@ -48,8 +48,8 @@ class LightningModel(ModelBase):
 
 class MitigationModel(ModelBase):
     family: Literal["mitigation"]
-    base: str
-    sensitive: str
+    base: Name
+    sensitive: Name
     constraint: Literal[
         "demographic_parity",
         "equalized_odds",

@@ -24,7 +24,6 @@ from pipelines.core.config import (
     SplitConfig,
     describe_errors,
     system_params,
-    systems_of,
     yaml_hint,
 )
 from pipelines.core.metrics import METRICS
@@ -137,10 +136,11 @@ def validate_params(params: Any, machine: bool = False) -> dict[str, Params]:
     """
     if not isinstance(params, dict):
         raise ConfigError(f"params.yaml must hold a mapping of sections, got {type(params).__name__}")
-    try:
-        systems = systems_of(params)
-    except ConfigError as err:
-        raise ConfigError(f"invalid params:\n  {err}") from None
+    systems = params.get("systems")
+    if not isinstance(systems, list) or not systems or not all(isinstance(n, str) for n in systems):
+        raise ConfigError(
+            f"invalid params:\n  systems: must be a non-empty list of system names (got {systems!r})"
+        )
     problems: list[str] = []
     for i, name in enumerate(systems):
         if not SYSTEM_NAME.match(name):
@@ -288,7 +288,9 @@ def cross_checks(p: Params) -> list[str]:
             out.append(f"split.{key}: '{value}' is not a key of dataset.files ({sorted(ds.files)})")
     for i, col in enumerate(p.split.stratify):
         if col not in columns | {ds.target.name}:
-            out.append(f"split.stratify.{i}: '{col}' is neither a column nor the target '{ds.target.name}'")
+            out.append(
+                f"split.stratify.{i}: '{col}' is not a column nor dataset.target.name ('{ds.target.name}')"
+            )
     if p.profile.reference not in p.profile.splits:
         out.append(f"profile.reference: '{p.profile.reference}' is not in profile.splits {p.profile.splits}")
     out += [
@@ -409,10 +411,15 @@ def behaviour_checks(p: Params) -> list[str]:
             if rule is None or value is None:
                 continue
             if rule.categories is not None and value not in rule.categories:
-                out.append(f"{key}.{column}: {value!r} is not an allowed category")
+                out.append(
+                    f"{key}.{column}: {value!r} is not an allowed category (dataset.contract.columns.{column})"
+                )
             if isinstance(value, int | float) and not isinstance(value, bool):
                 if (rule.min is not None and value < rule.min) or (rule.max is not None and value > rule.max):
-                    out.append(f"{key}.{column}: {value!r} is outside [{rule.min}, {rule.max}]")
+                    out.append(
+                        f"{key}.{column}: {value!r} is not within [{rule.min}, {rule.max}] "
+                        f"(dataset.contract.columns.{column})"
+                    )
             elif rule.categories is None:
                 out.append(f"{key}.{column}: {value!r} is not a number")
     return out

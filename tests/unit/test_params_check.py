@@ -305,3 +305,24 @@ def test_quoted_values_are_what_they_say() -> None:
 
     path = ROOT / "conf/dataset/adult.yaml"
     assert lint_file(path) == []
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "dataset.target.name",
+        "dataset.target.column",
+        "dataset.raw_dir",
+        "dataset.files.train.path",
+        "split.source",
+        "profile.reference",
+        "models.hgb_fair.base",
+        "models.hgb_fair.sensitive",
+        "features.numeric.0",
+    ],
+)
+def test_an_empty_name_is_named(key: str) -> None:
+    """Found by the property above: an empty target name passed, then failed elsewhere under another key."""
+    with pytest.raises(ConfigError) as err:
+        validate_params(patched(key, ""))
+    assert f"  {key_of(key)}: String should have at least 1 character" in str(err.value)
