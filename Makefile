@@ -15,7 +15,7 @@ export DVC_NO_ANALYTICS := 1
 export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: help venv params pipeline repro serve site docs-serve browser test lint typecheck bench lock clean
-PORT ?= 3000
+PORT ?= # default: the system's serving.port (adult 3000, hmda 3001)
 # SYSTEM=<name> limits pipeline, site and serve to one system (a key of `systems` in params.yaml); empty: all.
 SYSTEM ?=
 TARGETS := $(if $(SYSTEM),report@$(SYSTEM),)
@@ -44,8 +44,8 @@ pipeline: params ## set up and run the DVC pipeline of every system (or SYSTEM=<
 repro: $(STAMP) ## dvc repro without recomposing params.yaml
 	$(BIN)/dvc repro
 
-serve: $(STAMP) ## serve a system's champion and challenger (SYSTEM=<name>, default the first) on 127.0.0.1:$(PORT)
-	$(BIN)/python -m services.serve $(if $(SYSTEM),--system $(SYSTEM),) --port $(PORT)
+serve: $(STAMP) ## serve a system's champion and challenger (SYSTEM=<name>, default the first; PORT=<n>)
+	$(BIN)/python -m services.serve $(if $(SYSTEM),--system $(SYSTEM),) $(if $(PORT),--port $(PORT),)
 
 site: $(STAMP) ## build the documentation site into site/build (runs what it needs)
 	$(BIN)/dvc repro $(if $(SYSTEM),report@$(SYSTEM),$(addprefix report@,$(shell $(BIN)/python -c "import yaml; print(' '.join(yaml.safe_load(open('params.yaml'))['systems']))")))

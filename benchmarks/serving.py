@@ -166,13 +166,13 @@ def med(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return {k: statistics.median(r[k] for r in runs) for k in runs[0]}
 
 
-def launch(home: Path, spec_path: Path, spec: dict[str, Any], workdir: Path) -> Proc:
+def launch(home: Path, spec_path: Path, spec: dict[str, Any], workdir: Path, system: str = SYSTEM) -> Proc:
     """The bento served the way `make serve` serves it (services/serve.py), with ``spec``."""
     workdir.mkdir(parents=True, exist_ok=True)
     spec_path.write_text(json.dumps(spec))
     port = free_port()
     command = [
-        sys.executable, "-m", "services.serve", "--system", SYSTEM, "--store", str(home), "--port", str(port), "--spec",
+        sys.executable, "-m", "services.serve", "--system", system, "--store", str(home), "--port", str(port), "--spec",
         str(spec_path), "--log-dir", str(workdir / "predictions"), "--runtime", str(workdir / "runtime"),
     ]  # fmt: skip
     return Proc(command, tool_env(), f"http://127.0.0.1:{port}", workdir / "server.log")
@@ -269,6 +269,39 @@ def overload(home: Path, spec: dict[str, Any], rows: list[Any], tmpdir: Path) ->
     return out
 
 
+def every_system(repeats: int, tmpdir: Path) -> dict[str, Any]:
+    """Each system's bento (one worker, champion only): sequential single-record /predict against its floor."""
+    import yaml
+
+    out: dict[str, Any] = {}
+    for system in yaml.safe_load((ROOT / "params.yaml").read_text())["systems"]:
+        paths = SystemPaths(system)
+        subprocess.run(
+            [str(Path(sys.executable).parent / "dvc"), "repro", f"package@{system}"],
+            cwd=ROOT, env=tool_env(), check=True, capture_output=True,
+        )  # fmt: skip
+        spec = json.loads((ROOT / paths.serving_spec).read_text())
+        spec = {**spec, "workers": 1, "routing": {**spec["routing"], "mode": "champion_only"}}
+        name, version = spec["champion"]["tag"].split(":")
+        predictor = load_predictor(ROOT / paths.bentoml / "models" / name / version)
+        test = pd.read_parquet(ROOT / paths.processed / "test.parquet")
+        frame = test[[f["name"] for f in spec["input"]["fields"]]].head(300)
+        rows = json.loads(frame.astype(object).where(frame.notna(), None).to_json(orient="records"))
+        frames = [frame.iloc[[i]] for i in range(len(frame))]
+        server = launch(ROOT / paths.bentoml, tmpdir / f"{system}.json", spec, tmpdir / system, system)
+        try:
+            target = {"bentoml /predict": (server.url, "/predict", [{"record": r} for r in rows])}
+            runs = [interleaved(target, frames, predictor) for _ in range(repeats)]
+        finally:
+            server.stop()
+        out[system] = {
+            "champion": spec["champion"]["tag"],
+            "floor": med([r["floor"] for r in runs]),
+            "predict": med([r["bentoml /predict"] for r in runs]),
+        }
+    return out
+
+
 def run(repeats: int) -> dict[str, Any]:
     subprocess.run(
         [str(Path(sys.executable).parent / "dvc"), "repro", f"package@{SYSTEM}"],
@@ -288,7 +321,7 @@ def run(repeats: int) -> dict[str, Any]:
     predictor = load_predictor(model_dir)
     frames = [frame.iloc[[i]] for i in range(len(frame))]
 
-    result: dict[str, Any] = {"champion": spec["champion"]["tag"], "repeats": repeats}
+    result: dict[str, Any] = {"system": SYSTEM, "champion": spec["champion"]["tag"], "repeats": repeats}
 
     with tempfile.TemporaryDirectory(prefix="bench-serving-") as tmp:
         tmpdir = Path(tmp)
@@ -348,6 +381,7 @@ def run(repeats: int) -> dict[str, Any]:
             plain.stop()
         result["contention"] = contention(home, spec, [{"record": r} for r in rows], tmpdir, 100)
         result["overload"] = overload(home, spec, rows, tmpdir)
+        result["systems"] = every_system(repeats, tmpdir)
     s, c = result["sequential"], result["concurrent"]
     result["ratios"] = {
         "bentoml_p50_over_plain_p50": statistics.median(result["p50_ratio_runs"]),
