@@ -9,7 +9,7 @@ import pytest
 
 from pipelines.core.config import DatasetConfig, FileSpec
 from pipelines.core.io import sha256_file
-from pipelines.ingest import IngestError, ingest_file, main
+from pipelines.ingest import IngestError, ingest_file, main, unique_header
 
 RAW_TRAIN_LINE = "39, State-gov, 77516, Bachelors, 13, Never-married, Adm-clerical, Not-in-family, White, Male, 2174, 0, 40, United-States, <=50K"
 
@@ -114,12 +114,33 @@ def test_header_feed_detects_a_renamed_column(dataset: DatasetConfig, tmp_path: 
         update={"format": dataset.format.model_copy(update={"header": True})}
     )
     with pytest.raises(
-        IngestError, match=r"header does not match dataset.columns: missing \['age'\], unexpected \['Age'\]"
+        IngestError, match=r"\(line 1\): dataset.columns names \['age'\], which the header does not have"
     ):
         ingest_file(headered, "train")
     path.write_text(", ".join(names) + "\n" + RAW_TRAIN_LINE + "\n")
     table, entry = ingest_file(with_file(headered, path), "train")
     assert len(table) == 1 and entry["rows"] == 1
+
+
+def test_header_columns_are_selected_by_name(dataset: DatasetConfig, tmp_path: Path) -> None:
+    """Any order, extra columns ignored, a repeated name read as <name>_2: the same typed row as the plain file."""
+    names = list(dataset.columns)
+    values = [v.strip() for v in RAW_TRAIN_LINE.split(",")]
+    order = list(reversed(range(len(names))))
+    header = ["id", *(names[i] for i in order), "age"]  # reversed, an extra column, a repeated name
+    row = ["7", *(values[i] for i in order), "99"]
+    path = tmp_path / "adult.data"
+    path.write_text(",".join(header) + "\n" + ",".join(row) + "\n")
+    headered = with_file(dataset, path).model_copy(
+        update={"format": dataset.format.model_copy(update={"header": True})}
+    )
+    table, _ = ingest_file(headered, "train")
+    plain = tmp_path / "plain.data"
+    plain.write_text(RAW_TRAIN_LINE + "\n")
+    expected, _ = ingest_file(with_file(dataset, plain), "train")
+    pd.testing.assert_frame_equal(table.reset_index(drop=True), expected.reset_index(drop=True))
+    assert list(table.index) == [2]  # the header is line 1
+    assert unique_header(["a", "b", "a", "a"]) == ["a", "b", "a_2", "a_3"]
 
 
 def test_stage_writes_tables_and_manifest(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
