@@ -70,7 +70,7 @@ def test_every_model_has_metrics_plots_and_verdicts(baseline: Path) -> None:
                 assert m["ci_low"] <= m["value"] <= m["ci_high"], (name, key)
         assert set(metrics["fairness"]) == {"sex", "race", "sex x race"}
         assert metrics["latency"] == {"single_row": {"budget_p95_ms": 50, "within_budget": True}}
-        record = json.loads((baseline / "logs/runs/evaluate" / f"{name}.json").read_text())
+        record = json.loads((baseline / "logs/runs/evaluate/adult" / f"{name}.json").read_text())
         single = record["latency"]["single_row"]
         assert single["p99_ms"] >= single["p50_ms"] > 0  # the measurement itself is a run record
         assert {p.name for p in (folder / "plots").iterdir()} == {
