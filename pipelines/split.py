@@ -66,6 +66,28 @@ def split_tables(
     return {name: frame.reset_index(drop=True) for name, frame in splits.items()}
 
 
+MIN_ROWS_PER_CLASS = 2  # fewer and a classifier cannot be fitted, early-stopped or evaluated on that split
+
+
+def check_splits(splits: dict[str, pd.DataFrame], target: str, cfg: SplitConfig) -> None:
+    """Every split must hold each class at least ``MIN_ROWS_PER_CLASS`` times; else one error naming the split
+    keys to change (a degenerate split failed later inside scikit-learn with a traceback)."""
+    problems = []
+    for name, frame in splits.items():
+        counts = frame[target].value_counts()
+        few = {int(c): int(counts.get(c, 0)) for c in (0, 1) if counts.get(c, 0) < MIN_ROWS_PER_CLASS}
+        if few:
+            problems.append(
+                f"{name}: {len(frame)} rows, class counts {few} (at least {MIN_ROWS_PER_CLASS} of each)"
+            )
+    if problems:
+        keys = "split.test_fraction, split.valid_fraction" + (", split.sample" if cfg.sample else "")
+        raise PipelineError(
+            f"the split leaves a set without enough rows of a class; change {keys}:\n  "
+            + "\n  ".join(problems)
+        )
+
+
 def split_metrics(splits: dict[str, pd.DataFrame], target: str, cfg: SplitConfig) -> dict[str, Any]:
     """Rows, share of all rows and positive rate per split."""
     total = sum(len(f) for f in splits.values())
@@ -105,6 +127,7 @@ def main(argv: list[str] | None = None) -> None:
     source = read_parquet(args.data / f"{cfg.source}.parquet")
     test = read_parquet(args.data / f"{cfg.test}.parquet") if cfg.test else None
     splits = split_tables(source, test, cfg)
+    check_splits(splits, dataset.target.name, cfg)
     with atomic_dir(args.out) as staging:
         for name, frame in splits.items():
             write_parquet(frame, staging / f"{name}.parquet")

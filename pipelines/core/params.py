@@ -174,6 +174,11 @@ def validate_params(params: Any, machine: bool = False) -> dict[str, Params]:
                 if text not in seen:
                     seen.add(text)
                     problems.append(f"  {text}")
+    ports: dict[int, str] = {}
+    for name, p in typed.items():  # every system's bento must be servable beside the others on one machine
+        other = ports.setdefault(p.serving.port, name)
+        if other != name:
+            problems.append(f"  {name}.serving.port: {p.serving.port} is also {other}.serving.port")
     failed = set(systems) - set(typed)  # their models are unknown: their dag entries are not judged
     problems += [f"  {p}" for p in dag_checks(params.get("dag"), typed, failed)]
     if problems:

@@ -326,3 +326,10 @@ def test_an_empty_name_is_named(key: str) -> None:
     with pytest.raises(ConfigError) as err:
         validate_params(patched(key, ""))
     assert f"  {key_of(key)}: String should have at least 1 character" in str(err.value)
+
+
+def test_two_systems_may_not_share_a_port() -> None:
+    bad = copy.deepcopy(PARAMS)
+    bad["hmda"]["serving"]["port"] = bad["adult"]["serving"]["port"]
+    with pytest.raises(ConfigError, match=r"  hmda.serving.port: 3000 is also adult.serving.port"):
+        validate_params(bad)

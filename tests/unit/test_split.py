@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -57,3 +58,34 @@ def test_unknown_stratify_column(adult_tables: dict[str, pd.DataFrame]) -> None:
         PipelineError, match=r"split.stratify names columns the data does not have: \['gender'\]"
     ):
         split_tables(adult_tables["train"], adult_tables["test"], cfg(stratify=["gender"]))
+
+
+@pytest.mark.parametrize(("test_fraction", "valid_fraction"), [(0.999, 0.2), (0.99, 0.9), (0.995, 0.5)])
+def test_a_degenerate_split_is_one_clean_error(test_fraction: float, valid_fraction: float) -> None:
+    """Found by a newcomer: test_fraction=0.999 left 1 training row, then scikit-learn raised a traceback."""
+    from pipelines.core.errors import PipelineError
+    from pipelines.split import check_splits, split_tables
+
+    rng = np.random.default_rng(0)
+    source = pd.DataFrame({"x": rng.normal(size=2000), "target": (rng.uniform(size=2000) < 0.12).astype(int)})
+    cfg = SplitConfig(seed=1, valid_fraction=valid_fraction, source="all", test=None, test_fraction=test_fraction,
+                      stratify=["target"])  # fmt: skip
+    with pytest.raises(
+        PipelineError, match=r"change split\.test_fraction, split\.valid_fraction|cannot split \d+ rows"
+    ):
+        check_splits(split_tables(source, None, cfg), "target", cfg)
+
+
+def test_a_carved_test_set_is_seeded_and_stratified() -> None:
+    from pipelines.split import split_tables
+
+    rng = np.random.default_rng(0)
+    source = pd.DataFrame({"x": rng.normal(size=1000), "target": (rng.uniform(size=1000) < 0.2).astype(int)})
+    cfg = SplitConfig(
+        seed=3, valid_fraction=0.25, source="all", test=None, test_fraction=0.2, stratify=["target"]
+    )
+    a, b = split_tables(source, None, cfg), split_tables(source, None, cfg)
+    assert {k: len(v) for k, v in a.items()} == {"train": 600, "valid": 200, "test": 200}
+    assert all(a[k].equals(b[k]) for k in a)
+    rates = [a[k]["target"].mean() for k in a]
+    assert max(rates) - min(rates) < 0.01
