@@ -37,6 +37,7 @@ params: $(STAMP) ## compose params.yaml from conf/ (Hydra)
 	$(BIN)/python -m pipelines.compose
 
 pipeline: params ## set up and run the DVC pipeline of every system (or SYSTEM=<name>), ending with the site
+	$(if $(SYSTEM),$(BIN)/python -m pipelines.systems --check $(SYSTEM) >/dev/null,)
 	$(BIN)/dvc repro $(TARGETS)
 	$(BIN)/python -m pipelines.site $(SITE_SYSTEMS)
 	@echo "site: $(CURDIR)/site/build/index.html (make docs-serve to preview)"
@@ -48,7 +49,8 @@ serve: $(STAMP) ## serve a system's champion and challenger (SYSTEM=<name>, defa
 	$(BIN)/python -m services.serve $(if $(SYSTEM),--system $(SYSTEM),) $(if $(PORT),--port $(PORT),)
 
 site: $(STAMP) ## build the documentation site into site/build (runs what it needs)
-	$(BIN)/dvc repro $(if $(SYSTEM),report@$(SYSTEM),$(addprefix report@,$(shell $(BIN)/python -c "import yaml; print(' '.join(yaml.safe_load(open('params.yaml'))['systems']))")))
+	$(if $(SYSTEM),$(BIN)/python -m pipelines.systems --check $(SYSTEM) >/dev/null,)
+	$(BIN)/dvc repro $(addprefix report@,$(if $(SYSTEM),$(SYSTEM),$(shell $(BIN)/python -m pipelines.systems)))
 	$(BIN)/python -m pipelines.site $(SITE_SYSTEMS)
 
 docs-serve: site ## preview the built site on http://127.0.0.1:8000

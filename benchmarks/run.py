@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +39,9 @@ def main(argv: list[str] | None = None) -> None:
     unknown = sorted(set(args.suites) - set(SUITES))
     if unknown:
         parser.error(f"unknown suite(s) {unknown}; choose from {SUITES}")
+    # a timeout or kill sends SIGTERM: exit through the suites' ``finally`` so no server they started outlives them
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+    signal.signal(signal.SIGHUP, lambda *_: sys.exit(128 + signal.SIGHUP))
     facts = machine()
     for suite in args.suites or SUITES:
         module = importlib.import_module(f"benchmarks.{suite}")

@@ -227,5 +227,7 @@ class RequestGuard:
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
         if status in (429, 503):
             headers.append((b"retry-after", self.retry_after))
+        if status == 405:  # RFC 9110 15.5.6: a 405 names the methods the resource allows
+            headers.append((b"allow", b"POST"))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})

@@ -7,6 +7,7 @@ takes a string. An unknown category is a 400 under ``unknown_category: reject`` 
 becomes null (missing, which every model handles) under ``unknown``.
 """
 
+import math
 from typing import Annotated, Any, Literal
 
 from _bentoml_sdk.io_models import IODescriptor
@@ -26,6 +27,8 @@ def _json_number(value: Any) -> Any:
         raise ValueError("a boolean is not a number: send the number itself")
     if isinstance(value, str):
         raise ValueError('a string is not a number: send 40, not "40"')
+    if isinstance(value, float) and not math.isfinite(value):  # NaN, Infinity, or a literal like 1e999
+        raise ValueError(f"must be a finite number, not {value!r} (JSON has no NaN or Infinity)")
     return value
 
 
@@ -37,9 +40,24 @@ def _json_text(value: Any) -> Any:
     return value
 
 
+def _routing_key(value: Any) -> Any:
+    """A key is an opaque string of 1 to 256 characters (a user or session id); null means none."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValueError(
+            f"the routing key must be a string of 1 to 256 characters, not {type(value).__name__}"
+        )
+    if not 1 <= len(value) <= 256:
+        raise ValueError(
+            f"the routing key must be a string of 1 to 256 characters, not {len(value)} characters"
+        )
+    return value
+
+
 Number = BeforeValidator(_json_number)
 Text = BeforeValidator(_json_text)
-RoutingKey = Annotated[str, Text, Field(min_length=1, max_length=256)]
+RoutingKey = Annotated[str | None, BeforeValidator(_routing_key)]
 
 
 def _category_validator(name: str, allowed: list[str], policy: str) -> Any:
@@ -107,7 +125,7 @@ def request_models(
         "BatchRecord",
         {
             "routing_key": (
-                RoutingKey | None,
+                RoutingKey,
                 Field(None, description="sticky routing key (at most 256 characters)"),
             )
         },
@@ -117,7 +135,7 @@ def request_models(
     class PredictInput(IODescriptor):
         model_config = ConfigDict(extra="forbid")
         record: record_cls  # type: ignore[valid-type]
-        key: RoutingKey | None = Field(None, description="sticky routing key: the same key, the same model")
+        key: RoutingKey = Field(None, description="sticky routing key: the same key, the same model")
 
     class BatchInput(IODescriptor):
         model_config = ConfigDict(extra="forbid")

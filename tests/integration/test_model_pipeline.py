@@ -82,7 +82,7 @@ def test_every_model_has_metrics_plots_and_verdicts(baseline: Path) -> None:
         verdicts = gate["models"][name]["gates"]
         expected = {
             g
-            for g, spec in params["evaluation"]["gates"].items()
+            for g, spec in params["adult"]["evaluation"]["gates"].items()
             if spec.get("applies_to", "all") == "all" or metrics["kind"] == "candidate"
         }
         assert {v["gate"] for v in verdicts} == expected

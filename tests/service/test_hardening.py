@@ -49,23 +49,40 @@ def test_a_number_field_takes_only_a_json_number(
 
 
 @pytest.mark.parametrize(
-    ("raw", "field"),
+    ("raw", "field", "says"),
     [
-        ("NaN", "hours_per_week"),
-        ("Infinity", "capital_gain"),
-        ("-Infinity", "capital_loss"),
-        ("99999999999999999999", "capital_gain"),
-        ("1e400", "age"),
-        ("40.5", "hours_per_week"),
+        ("NaN", "hours_per_week", "finite"),
+        ("NaN", "education_num", "finite"),
+        ("Infinity", "capital_gain", "finite"),
+        ("-Infinity", "capital_loss", "finite"),
+        ("1e400", "age", "finite"),
+        ("-1e999", "age", "finite"),
+        ("99999999999999999999", "capital_gain", "less than or equal"),
+        ("40.5", "hours_per_week", "integer"),
     ],
 )
 def test_non_finite_huge_and_fractional_numbers_are_400(
-    plain: Server, rows: list, raw: str, field: str
+    plain: Server, rows: list, raw: str, field: str, says: str
 ) -> None:
+    """Each says what was wrong: a non-finite number is "not finite", never a range violation."""
     body = json.dumps({"record": {**rows[0], field: 0}}).replace(f'"{field}": 0', f'"{field}": {raw}')
     response = plain.client.post("/predict", content=body, headers={"content-type": "application/json"})
     assert response.status_code == 400, response.text
-    assert field in response.text
+    assert field in response.text and says in response.text, response.text
+    if says == "finite":
+        assert "greater than" not in response.text and "less than" not in response.text, response.text
+
+
+@pytest.mark.parametrize("key", [7, 1.5, True, ["k"], {"k": 1}, "", "k" * 257])
+def test_a_bad_routing_key_says_what_a_key_is(plain: Server, rows: list, key: Any) -> None:
+    for path, body in (
+        ("/predict", {"record": rows[0], "key": key}),
+        ("/predict_batch", {"records": [{**rows[0], "routing_key": key}]}),
+    ):
+        response = plain.client.post(path, json=body)
+        assert response.status_code == 400, (path, key, response.text)
+        assert "routing key must be a string of 1 to 256 characters" in response.text, response.text
+        assert "category" not in response.text and "list" not in response.text.lower(), response.text
 
 
 def test_integral_floats_are_numbers(plain: Server, rows: list) -> None:
@@ -113,9 +130,11 @@ def test_malformed_requests_are_4xx(plain: Server, headers: dict, content: bytes
         assert response.json()["error"] or response.json()["detail"]
 
 
-def test_other_methods_are_405(plain: Server) -> None:
-    for method in ("GET", "PUT", "DELETE"):
-        assert plain.client.request(method, "/predict").status_code == 405
+def test_other_methods_are_405_with_allow(plain: Server) -> None:
+    for path in ("/predict", "/predict_batch"):
+        for method in ("GET", "PUT", "DELETE", "PATCH"):
+            response = plain.client.request(method, path)
+            assert response.status_code == 405 and response.headers["allow"] == "POST", (path, method)
 
 
 def test_schema_fuzz_finds_no_server_error(plain: Server) -> None:

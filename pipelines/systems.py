@@ -1,0 +1,33 @@
+"""List the systems of params.yaml, or check that one exists (the Makefile's ``SYSTEM=`` goes through it).
+
+Usage: ``python -m pipelines.systems`` prints the names, space-separated, in order;
+``python -m pipelines.systems --check NAME`` prints NAME when it is a system and otherwise exits 1 with an
+error that lists the systems there are, so ``make pipeline SYSTEM=nosuch`` never reaches DVC's "stage not found".
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from pipelines.core.config import PARAMS_FILE, load_params, systems_of
+from pipelines.core.errors import ConfigError, stage_main
+
+
+@stage_main("systems")
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", metavar="NAME", help="exit 1 unless NAME is a system of params.yaml")
+    parser.add_argument("--params", default=str(PARAMS_FILE), help="the composed params file")
+    args = parser.parse_args(argv)
+    names = systems_of(load_params(args.params))
+    if args.check is None:
+        print(" ".join(names))
+    elif args.check in names:
+        print(args.check)
+    else:
+        known = ", ".join(names)
+        raise ConfigError(f"SYSTEM={args.check!r} is not a system of {args.params}; the systems are: {known}")
+
+
+if __name__ == "__main__":
+    main()
