@@ -9,7 +9,7 @@ folder of its own instance, outside every DVC output and outside git (``var/serv
   (``prometheus_multiproc_dir``, which BentoML empties when it starts: counters never mix two runs). Its
   ``models`` and ``bentos`` are links to the store's, which BentoML only reads;
 - nothing else: Python writes no bytecode (``PYTHONDONTWRITEBYTECODE``), and the prediction log goes to
-  ``--log-dir`` (default ``logs/predictions``, git-ignored).
+  ``--log-dir`` (default ``logs/predictions/<system>``, git-ignored, where ``make monitor`` collects it).
 
 Two instances on two ports never share metric files. The serving spec's ``native_threads`` sizes every native
 thread pool (OpenMP, BLAS, torch) through the environment, and the service sets it again at start-up.
@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, help="default: serving.port of the packaged spec")
     parser.add_argument("--runtime", type=Path, help="runtime folder (default var/serve/<port>)")
-    parser.add_argument("--log-dir", type=Path, default=Path("logs/predictions"))
+    parser.add_argument("--log-dir", type=Path, help="the prediction log (default logs/predictions/<system>)")
     parser.add_argument("--spec", type=Path, help="a serving spec to use instead of the bento's (tests)")
     args = parser.parse_args(argv)
     try:
@@ -117,6 +117,7 @@ def main(argv: list[str] | None = None) -> None:
         from pipelines.core.paths import SystemPaths
 
         args.store = args.store or SystemPaths(system).bentoml
+        args.log_dir = args.log_dir or SystemPaths(system).prediction_logs
         name = system.replace("_", "-")  # pipelines.package.bento_name
         folder = bento_dir(args.store, name, version=args.version)
     except (ServeError, ValueError) as err:

@@ -35,6 +35,7 @@ from pipelines.core.model_config import (
     ModelConfig,
     SklearnModel,
 )
+from pipelines.core.monitor_config import CategoryMix, Concept, MonitorConfig
 from pipelines.core.paths import SYSTEM_NAME
 from services.tabular.spec import Batching, Overload, PredictionLog, Routing
 
@@ -119,6 +120,7 @@ class Params(BaseModel):
     trainer: TrainerConfig
     evaluation: EvaluationConfig
     serving: ServingConfig
+    monitor: MonitorConfig
     report: ReportConfig
 
 
@@ -308,10 +310,47 @@ def cross_checks(p: Params) -> list[str]:
             out.append(f"profile.summary_numeric.{i}: '{col}' is not a numeric column of dataset.columns")
     out += model_checks(p)
     out += evaluation_checks(p, columns, splits)
+    out += monitor_checks(p)
     feature_names = set(p.features.categorical) | set(p.features.numeric)
     for i, name in enumerate(p.serving.prediction_log.feature_fields):
         if name not in feature_names:
             out.append(f"serving.prediction_log.feature_fields.{i}: '{name}' is not a model input (features)")
+    return out
+
+
+def monitor_checks(p: Params) -> list[str]:
+    """Each replay scenario shifts a feature the prediction log keeps, of the right type, and a category the
+    contract allows (the service would refuse any other)."""
+    out = []
+    logged = set(p.serving.prediction_log.feature_fields)
+    rules = p.dataset.contract.columns
+    for name, sc in p.monitor.replay.scenarios.items():
+        feature = getattr(sc, "feature", None)
+        if feature is None:
+            continue
+        key = f"monitor.replay.scenarios.{name}.feature"
+        numeric = feature in p.features.numeric
+        if feature not in logged:
+            out.append(f"{key}: '{feature}' is not logged (serving.prediction_log.feature_fields)")
+        elif sc.kind in ("covariate", "units") and not numeric:
+            out.append(f"{key}: '{feature}' is not a numeric feature (a {sc.kind} scenario shifts numbers)")
+        elif sc.kind in ("category_mix", "concept") and feature not in p.features.categorical:
+            out.append(
+                f"{key}: '{feature}' is not a categorical feature (a {sc.kind} scenario picks a category)"
+            )
+        elif isinstance(sc, CategoryMix | Concept):
+            rule = rules.get(feature)
+            allowed = (rule.categories if rule is not None else None) or []
+            if allowed and sc.category not in allowed:
+                out.append(
+                    f"monitor.replay.scenarios.{name}.category: '{sc.category}' is not a category of '{feature}' "
+                    f"in dataset.contract ({', '.join(allowed[:8])}{', ...' if len(allowed) > 8 else ''})"
+                )
+    if p.monitor.calibration.rows < p.monitor.min_rows:
+        out.append(
+            f"monitor.calibration.rows: {p.monitor.calibration.rows} is below monitor.min_rows "
+            f"({p.monitor.min_rows}): thresholds must be calibrated on windows the monitor would judge"
+        )
     return out
 
 

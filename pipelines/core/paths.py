@@ -10,11 +10,14 @@ paths with ``${item.system}``; ``tests/unit/test_repo.py`` checks the two agree.
 | ``data/<s>/interim`` | typed tables, one per source file | ingest |
 | ``data/<s>/validated`` | tables that passed the contract | validate |
 | ``data/<s>/processed`` | train / valid / test | split |
+| ``data/<s>/production`` | a collected window of traffic and labels | make monitor (collect) |
 | ``artifacts/<s>/candidates/<model>`` | every trained model | train_baselines, train, mitigate |
 | ``artifacts/<s>/champion``, ``challenger`` | promoted models with ``release.json`` | select |
 | ``artifacts/<s>/serving``, ``bentoml`` | the service spec, the BentoML store with the bento | package |
-| ``reports/<s>/...`` | data reports, evaluations, gates, site pages | validate ... report |
+| ``artifacts/<s>/monitor`` | the monitor's reference (counts, calibrated thresholds) | monitor |
+| ``reports/<s>/...`` | data reports, evaluations, gates, monitoring, site pages | validate ... report, monitor |
 | ``logs/runs/<s>``, ``var/<s>`` | run records, checkpoints (runtime state, git-ignored) | every stage |
+| ``logs/predictions/<s>``, ``logs/labels/<s>`` | the live prediction log and delayed labels (git-ignored) | the service, replay |
 """
 
 from __future__ import annotations
@@ -60,6 +63,11 @@ class SystemPaths:
     def processed(self) -> Path:
         return self.data / "processed"
 
+    @property
+    def production(self) -> Path:
+        """A collected window of production traffic: ``predictions/*.jsonl``, ``labels/*.jsonl``, ``metrics.prom``."""
+        return self.data / "production"
+
     # -- artifacts ---------------------------------------------------------------------------------------------
     @property
     def artifacts(self) -> Path:
@@ -87,6 +95,10 @@ class SystemPaths:
     @property
     def bentoml(self) -> Path:
         return self.artifacts / "bentoml"
+
+    @property
+    def monitor_reference(self) -> Path:
+        return self.artifacts / "monitor" / "reference.json"
 
     # -- reports -----------------------------------------------------------------------------------------------
     @property
@@ -117,6 +129,10 @@ class SystemPaths:
     def site_pages(self) -> Path:
         return self.reports / "site"
 
+    @property
+    def monitor_reports(self) -> Path:
+        return self.reports / "monitor"
+
     # -- runtime state (git-ignored, never a DVC output) -------------------------------------------------------
     @property
     def runs(self) -> Path:
@@ -125,3 +141,13 @@ class SystemPaths:
     @property
     def var(self) -> Path:
         return Path("var") / self.system
+
+    @property
+    def prediction_logs(self) -> Path:
+        """Where ``make serve`` has the service write its prediction log."""
+        return Path("logs/predictions") / self.system
+
+    @property
+    def label_logs(self) -> Path:
+        """Where delayed labels (user outcomes) arrive, JSONL ``{"request_id", "label", "time"}``."""
+        return Path("logs/labels") / self.system

@@ -1,0 +1,254 @@
+"""Replay: production-like windows drawn from held-out data with a controlled shift, sent through the real service.
+
+Usage: ``python -m pipelines.replay --system NAME --scenario NAME [--url URL] [--rows N] [--seed N]``
+(``make replay SYSTEM=<name> SCENARIO=<name>``). Each scenario of ``<system>.monitor.replay.scenarios`` is one of:
+``none``; ``covariate`` (add a shift to a numeric feature, clipped to the contract); ``category_mix`` (resample so a
+category makes up a share); ``label_shift`` (resample to a positive rate); ``concept`` (flip the labels of one
+segment); ``nulls`` and ``units`` (a broken feed: a column of nulls, a unit change). Rows come from the test split
+(never seen in training or calibration), without replacement when the split is large enough.
+
+Each record is POSTed to ``/predict`` with an ``X-Request-ID``, so the service writes the prediction log the real
+way; the matching delayed labels go to ``logs/labels/<system>/`` (time = prediction time + ``label_lag_s``), and a
+scrape of the service's ``/metrics`` to ``logs/metrics/<system>/metrics.prom``. ``make monitor`` collects them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pipelines.core.config import DatasetConfig, load_system, section
+from pipelines.core.errors import ConfigError, PipelineError, stage_main
+from pipelines.core.io import write_text_atomic
+from pipelines.core.monitor_config import (
+    CategoryMix,
+    Concept,
+    Covariate,
+    LabelShift,
+    MonitorConfig,
+    Nulls,
+    Scenario,
+    Units,
+)
+from pipelines.core.paths import SystemPaths
+from pipelines.core.training import read_split
+
+
+def _pick(n: int, size: int, rng: np.random.Generator, p: np.ndarray | None = None) -> np.ndarray:
+    return rng.choice(n, size=size, replace=p is not None or size > n, p=p)
+
+
+def _reweighted(mask: np.ndarray, share: float) -> np.ndarray:
+    """Sampling probabilities that make the rows in ``mask`` an expected ``share`` of the draw."""
+    k = int(mask.sum())
+    if k == 0 or k == mask.size:
+        raise PipelineError(f"cannot set a share of {share}: the test split has {k} of {mask.size} such rows")
+    return np.where(mask, share / k, (1 - share) / (mask.size - k))
+
+
+def generate(
+    test: pd.DataFrame, scenario: Scenario, rows: int, seed: int, dataset: DatasetConfig
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """A window of ``rows`` records (the test split's columns) and their labels (0/1) under ``scenario``.
+
+    Raises PipelineError when the scenario cannot be drawn from this split (a category absent)."""
+    rng = np.random.default_rng(seed)
+    label = dataset.target.name
+    y_all = test[label].astype(int).to_numpy()
+    probs = None
+    if isinstance(scenario, CategoryMix):
+        mask = (test[scenario.feature].astype("string") == scenario.category).fillna(False).to_numpy()
+        probs = _reweighted(mask, scenario.share)
+    elif isinstance(scenario, LabelShift):
+        probs = _reweighted(y_all == 1, scenario.positive_rate)
+    idx = _pick(len(test), rows, rng, probs)
+    window = test.iloc[idx].reset_index(drop=True).copy()
+    y = y_all[idx].copy()
+    if isinstance(scenario, Covariate | Units):
+        col = window[scenario.feature].astype(float)
+        if isinstance(scenario, Covariate):
+            rule = dataset.contract.columns.get(scenario.feature)
+            lo = rule.min if rule and rule.min is not None else -math.inf
+            hi = rule.max if rule and rule.max is not None else math.inf
+            col = (col + scenario.shift).clip(lo, hi)
+        else:
+            col = col * scenario.factor
+        window[scenario.feature] = col.round() if dataset.columns[scenario.feature] == "int" else col
+    elif isinstance(scenario, Nulls):
+        window[scenario.feature] = None
+    elif isinstance(scenario, Concept):
+        segment = (window[scenario.feature].astype("string") == scenario.category).fillna(False).to_numpy()
+        y = np.where(segment, 1 - y, y)
+    return window, y
+
+
+def records(window: pd.DataFrame, fields: list[str]) -> list[dict[str, Any]]:
+    """JSON-ready request records (missing values as null, integral floats of int columns as ints)."""
+    out = []
+    for row in window[fields].to_dict(orient="records"):
+        rec: dict[str, Any] = {}
+        for k, v in row.items():
+            if v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA:
+                rec[k] = None
+            elif isinstance(v, np.integer | int) and not isinstance(v, bool):
+                rec[k] = int(v)
+            elif isinstance(v, float | np.floating):
+                f = float(v)
+                rec[k] = int(f) if f.is_integer() and abs(f) < 2**53 else f
+            else:
+                rec[k] = str(v)
+        out.append(rec)
+    return out
+
+
+def label_lines(ids: list[str], y: np.ndarray, times: list[datetime], lag_s: float) -> str:
+    return "".join(
+        json.dumps(
+            {"request_id": rid, "label": int(label), "time": (t + timedelta(seconds=lag_s)).isoformat()}
+        )
+        + "\n"
+        for rid, label, t in zip(ids, y, times, strict=True)
+    )
+
+
+def send(url: str, recs: list[dict[str, Any]], ids: list[str], clients: int = 8) -> list[int]:
+    """POST each record to ``url``/predict with its request id; the HTTP status of each."""
+    import httpx
+
+    def one(args: tuple[dict[str, Any], str]) -> int:
+        rec, rid = args
+        try:
+            r = client.post(f"{url}/predict", json={"record": rec}, headers={"x-request-id": rid})
+            return r.status_code
+        except httpx.TransportError:
+            return 0
+
+    with httpx.Client(timeout=30) as client, ThreadPoolExecutor(clients) as pool:
+        return list(pool.map(one, zip(recs, ids, strict=True)))
+
+
+def simulate(
+    window: pd.DataFrame,
+    y: np.ndarray,
+    predictor: Any,
+    spec: Any,
+    ids: list[str],
+    start: datetime,
+    lag_s: float,
+) -> tuple[str, str, dict[str, Any]]:
+    """The prediction log, the labels and the service counts that sending ``window`` would give, in process: each
+    record goes through the service's own request schema (a record the contract refuses is a 400, not logged),
+    the accepted ones are scored by ``predictor`` (the champion). For tests and benchmarks; ``make replay`` goes
+    over HTTP. Returns (log text, labels text, {"requests", "rejected", "error_rate"})."""
+    from pydantic import ValidationError
+
+    from services.tabular.schema import record_model
+
+    record_cls = record_model(spec.input)
+    fields = [f.name for f in spec.input.fields]
+    recs = records(window, fields)
+    keep: list[int] = []
+    for i, rec in enumerate(recs):
+        try:
+            record_cls.model_validate(rec)
+            keep.append(i)
+        except ValidationError:
+            pass
+    logged = set(spec.prediction_log.feature_fields)
+    kept = window.iloc[keep].reset_index(drop=True)
+    scores = predictor.predict_proba(kept) if keep else np.zeros(0)
+    times = [start + timedelta(milliseconds=i) for i in range(len(recs))]
+    lines = []
+    for j, i in enumerate(keep):
+        score = float(scores[j])
+        lines.append(
+            json.dumps(
+                {
+                    "request_id": ids[i],
+                    "time": times[i].isoformat(timespec="milliseconds"),
+                    "model": spec.champion.name,
+                    "version": spec.champion.version,
+                    "role": "champion",
+                    "shadow": False,
+                    "score": score,
+                    "decision": int(score >= spec.decision_threshold),
+                    "features": {k: v for k, v in recs[i].items() if k in logged},
+                },
+                separators=(",", ":"),
+            )
+            + "\n"
+        )
+    labels = label_lines([ids[i] for i in keep], y[keep], [times[i] for i in keep], lag_s)
+    rejected = len(recs) - len(keep)
+    service = {
+        "requests": len(recs),
+        "errors": rejected,
+        "rejected": rejected,
+        "error_rate": rejected / max(len(recs), 1),
+    }
+    return "".join(lines), labels, service
+
+
+@stage_main("replay")
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--system", required=True)
+    parser.add_argument("--scenario", required=True)
+    parser.add_argument("--url", help="the running service (default http://127.0.0.1:<serving.port>)")
+    parser.add_argument("--rows", type=int, help="default monitor.replay.rows")
+    parser.add_argument("--seed", type=int, help="default monitor.replay.seed")
+    parser.add_argument("--params", default="params.yaml")
+    args = parser.parse_args(argv)
+    params = load_system(args.params, args.system)
+    cfg = section(params, "monitor", MonitorConfig)
+    dataset = section(params, "dataset", DatasetConfig)
+    scenarios = cfg.replay.scenarios
+    if args.scenario not in scenarios:
+        raise ConfigError(
+            f"SCENARIO={args.scenario!r} is not a scenario of {args.system}.monitor.replay.scenarios; "
+            f"the scenarios are: {', '.join(scenarios)}"
+        )
+    paths = SystemPaths(args.system)
+    rows = args.rows or cfg.replay.rows
+    seed = cfg.replay.seed if args.seed is None else args.seed
+    test = read_split(paths.processed, "test")
+    window, y = generate(test, scenarios[args.scenario], rows, seed, dataset)
+    fields = list(params["serving"]["prediction_log"]["feature_fields"])
+    inputs = [c for c in dataset.feature_columns if c in window.columns]
+    url = args.url or f"http://127.0.0.1:{params['serving']['port']}"
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    ids = [f"replay-{args.scenario}-{seed}-{stamp}-{i:07d}" for i in range(rows)]
+    times = [datetime.now(UTC)] * rows
+    status = send(url, records(window, inputs), ids)
+    if not any(status):
+        raise PipelineError(
+            f"no request reached {url}: start the service first (make serve SYSTEM={args.system})"
+        )
+    ok = [i for i, s in enumerate(status) if s == 200]
+    labels = paths.label_logs / f"labels-{args.scenario}-{seed}-{stamp}.jsonl"
+    labels.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(
+        labels, label_lines([ids[i] for i in ok], y[ok], [times[i] for i in ok], cfg.replay.label_lag_s)
+    )
+    import httpx
+
+    scrape = Path("logs/metrics") / args.system / "metrics.prom"
+    scrape.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(scrape, httpx.get(f"{url}/metrics", timeout=10).text)
+    counts = {s: status.count(s) for s in sorted(set(status))}
+    print(
+        f"[replay] {args.system}/{args.scenario}: {rows} requests to {url} (status {counts}); "
+        f"{len(ok)} labels -> {labels}; /metrics -> {scrape}; fields logged: {len(fields)}"
+    )
+
+
+if __name__ == "__main__":
+    main()
