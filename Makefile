@@ -14,10 +14,11 @@ export BENTOML_DO_NOT_TRACK := True
 export DVC_NO_ANALYTICS := 1
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help venv params pipeline repro serve site docs-serve browser test lint typecheck bench lock clean
+.PHONY: help venv params pipeline repro serve replay monitor ct site docs-serve browser test lint typecheck bench lock clean
 PORT ?= # default: the system's serving.port (adult 3000, hmda 3001)
 # SYSTEM=<name> limits pipeline, site and serve to one system (a key of `systems` in params.yaml); empty: all.
 SYSTEM ?=
+SCENARIO ?= # make replay: a key of <system>.monitor.replay.scenarios (none, covariate, ...)
 TARGETS := $(if $(SYSTEM),report@$(SYSTEM),)
 SITE_SYSTEMS := $(if $(SYSTEM),--systems $(SYSTEM),)
 
@@ -47,6 +48,24 @@ repro: $(STAMP) ## dvc repro without recomposing params.yaml
 
 serve: $(STAMP) ## serve a system's champion and challenger (SYSTEM=<name>, default the first; PORT=<n>)
 	$(BIN)/python -m services.serve $(if $(SYSTEM),--system $(SYSTEM),) $(if $(PORT),--port $(PORT),)
+
+replay: $(STAMP) ## send a replay scenario through the running service (SYSTEM=<name> SCENARIO=<name>)
+	@test -n "$(SYSTEM)" -a -n "$(SCENARIO)" || { echo "usage: make replay SYSTEM=<name> SCENARIO=<name>" >&2; exit 2; }
+	$(BIN)/python -m pipelines.systems --check $(SYSTEM) >/dev/null
+	$(BIN)/python -m pipelines.replay --system $(SYSTEM) --scenario $(SCENARIO)
+
+monitor: $(STAMP) ## collect the live logs and run the monitor stage (SYSTEM=<name>, default all)
+	$(if $(SYSTEM),$(BIN)/python -m pipelines.systems --check $(SYSTEM) >/dev/null,)
+	@for s in $(if $(SYSTEM),$(SYSTEM),$(shell $(BIN)/python -m pipelines.systems)); do \
+	  $(BIN)/python -m pipelines.monitor --system $$s --collect && \
+	  $(BIN)/dvc repro monitor@$$s >/dev/null && \
+	  echo "monitor@$$s: $$(cat reports/$$s/monitor/decision.txt)"; \
+	done
+
+ct: $(STAMP) ## continuous training: monitor, and on retrain build a candidate on a branch (SYSTEM=<name>)
+	@test -n "$(SYSTEM)" || { echo "usage: make ct SYSTEM=<name>" >&2; exit 2; }
+	$(BIN)/python -m pipelines.systems --check $(SYSTEM) >/dev/null
+	$(BIN)/python -m pipelines.ct --system $(SYSTEM)
 
 site: $(STAMP) ## build the documentation site into site/build (runs what it needs)
 	$(if $(SYSTEM),$(BIN)/python -m pipelines.systems --check $(SYSTEM) >/dev/null,)

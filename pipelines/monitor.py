@@ -29,7 +29,7 @@ from pipelines.core.errors import PipelineError, stage_main
 from pipelines.core.io import atomic_dir, write_json_atomic, write_text_atomic
 from pipelines.core.model_config import EvaluationConfig
 from pipelines.core.monitor_config import MonitorConfig
-from pipelines.core.monitoring import Reference, analyse, build_reference
+from pipelines.core.monitoring import Reference, analyse, build_reference, summary
 from pipelines.core.paths import SystemPaths
 from pipelines.core.service_metrics import service_stats
 from pipelines.core.training import read_split
@@ -137,8 +137,7 @@ def main(argv: list[str] | None = None) -> None:
         write_json_atomic(paths.monitor_reference, reference.to_dict())
     with atomic_dir(out) as staging:
         write_json_atomic(staging / "monitor.json", result)
-        summary = {k: result[k] for k in ("decision", "reasons", "status", "rows", "first", "last")}
-        write_json_atomic(staging / "decision.json", summary)
+        write_json_atomic(staging / "decision.json", summary(result))
         write_text_atomic(staging / "decision.txt", result["decision"] + "\n")
     runlog.record(
         "monitor", args.system, {"seconds": round(time.perf_counter() - started, 3), "rows": result["rows"]}

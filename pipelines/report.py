@@ -53,7 +53,7 @@ DATASHEET_COUNTS = {
     "maintenance": 8,
 }
 # Pages of each system's section read from git history; the site step renders them when it publishes.
-GIT_PAGES = {"metrics/history.md": "history.md.j2"}
+GIT_PAGES = {"metrics/history.md": "history.md.j2", "monitoring/history.md": "monitoring_history.md.j2"}
 LEVELS = ("low", "medium", "high")
 STATUSES = ("open", "monitoring", "mitigated", "accepted", "closed")
 
@@ -118,7 +118,7 @@ def gather(params: dict[str, Any], reports: Path, artifacts: Path) -> dict[str, 
         "validation": _json(reports / "data" / "validation.json"),
         "split": _json(reports / "data" / "split.json"),
         "package": _json(reports / "package.json", required=False),
-        "monitoring": _json(reports / "monitoring" / "drift.json", required=False),
+        "monitoring": _json(reports / "monitor" / "monitor.json", required=False),
         "curves": {n: _curves(reports / "train" / n / "plots" / "metrics") for n in names},
     }
     ctx["releases"] = {r: v for r, v in ctx["releases"].items() if v and v.get("name")}
@@ -264,24 +264,86 @@ def measured_risks(ctx: dict[str, Any]) -> list[dict[str, Any]]:
                     "evidence": f"metrics/{name}.md",
                 }
             )
-    drift = ctx.get("monitoring")
-    if drift and (drift.get("drift_score") or 0) > cfg["drift_threshold"]:
-        risks.append(
-            {
-                "title": "Input drift in production traffic",
-                "nist": "MANAGE 4.1",
-                "description": f"Drift score {drift['drift_score']:.3f} exceeds {cfg['drift_threshold']}.",
-                "likelihood": "high",
-                "impact": "high",
-                "owner": "sre",
-                "status": "open",
-                "mitigation": "Investigate the drifted features; retrain through a pull request if confirmed.",
-                "evidence": "data/datasheet.md",
-            }
-        )
+    risks += monitoring_risks(ctx.get("monitoring"))
     for i, risk in enumerate(risks, start=1):
         risk["id"] = f"M-{i:03d}"
         risk["source"] = "measured"
+    return risks
+
+
+MONITOR_RISKS = {  # decision -> (title, NIST subcategory, owner, mitigation)
+    "block": (
+        "Broken input feed in production",
+        "MEASURE 2.4",
+        "sre",
+        "Fix the upstream feed; retraining is blocked until a window passes the broken-feed checks.",
+    ),
+    "rollback": (
+        "The live champion breaks a gate in production",
+        "MANAGE 4.1",
+        "ml",
+        "Roll back to the previous champion by pull request and investigate the release or a changed concept.",
+    ),
+    "retrain": (
+        "Drift or decay in production traffic",
+        "MEASURE 2.4",
+        "ml",
+        "make ct builds a candidate on the labelled window; the same gates judge it in a pull request.",
+    ),
+}
+
+
+def monitoring_risks(monitoring: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """Risks raised by the monitor's decision on the last collected window (none for ok). Fairness drift is
+    MEASURE 2.11; drift and decay MEASURE 2.4 (monitored in production) with the response under MANAGE 4.1."""
+    if not monitoring or monitoring.get("decision") not in MONITOR_RISKS:
+        return []
+    title, nist, owner, mitigation = MONITOR_RISKS[monitoring["decision"]]
+    reasons = monitoring.get("reasons", [])
+    fair = [r for r in reasons if r.startswith("fairness drift")]
+    risks = [
+        {
+            "title": title,
+            "nist": nist,
+            "description": f"Window of {monitoring['rows']} requests ({monitoring.get('first')} to "
+            f"{monitoring.get('last')}): " + "; ".join(r for r in reasons if r not in fair) + ".",
+            "likelihood": "high",
+            "impact": "high",
+            "owner": owner,
+            "status": "open",
+            "mitigation": mitigation,
+            "evidence": "monitoring/index.md",
+        }
+    ]
+    if fair:
+        risks.append(
+            {
+                "title": "Fairness drift in production",
+                "nist": "MEASURE 2.11",
+                "description": "; ".join(fair) + ".",
+                "likelihood": "medium",
+                "impact": "high",
+                "owner": "product",
+                "status": "open",
+                "mitigation": "Review the groups' rates on the monitoring page; retrain or mitigate through the gates.",
+                "evidence": "monitoring/index.md",
+            }
+        )
+    if monitoring["decision"] != "block":
+        risks.append(
+            {
+                "title": "Respond to the monitor's decision",
+                "nist": "MANAGE 4.1",
+                "description": f"The monitor decided `{monitoring['decision']}`; the continuous-training workflow "
+                "(ct.yml) opens a pull request for retrain and an issue for rollback.",
+                "likelihood": "high",
+                "impact": "medium",
+                "owner": "ml",
+                "status": "open",
+                "mitigation": mitigation,
+                "evidence": "monitoring/index.md",
+            }
+        )
     return risks
 
 
@@ -395,6 +457,7 @@ def pages(ctx: dict[str, Any]) -> dict[str, tuple[str, dict[str, Any]]]:
         "data/contract.md": ("contract.md.j2", {}),
         "risk/index.md": ("risk_log.md.j2", {}),
         "operations/serving.md": ("serving.md.j2", {}),
+        "monitoring/index.md": ("monitoring.md.j2", {}),
     }
     for n in ctx["names"]:
         out[f"models/{n}.md"] = ("model_card.md.j2", {"name": n})

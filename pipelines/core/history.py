@@ -75,3 +75,16 @@ def experiments(limit: int, gate: str, cwd: Path | None = None) -> list[dict[str
         if found:
             rows.append({"name": ref.rsplit("/", 1)[-1], "commit": sha[:10], "date": date, **_summary(found)})
     return rows
+
+
+def windows(limit: int, decision: str, cwd: Path | None = None) -> list[dict[str, Any]]:
+    """The commits that changed the monitor's ``decision`` file (a path), newest first, with its figures."""
+    out = _git("log", f"-n{limit}", "--format=%H%x09%cs%x09%s", "--", decision, cwd=cwd) or ""
+    rows = []
+    for line in out.splitlines():
+        sha, date, subject = line.split("\t", 2)
+        found = _gate_at(sha, cwd, decision)
+        if found and "decision" in found:
+            keys = ("decision", "rows", "labelled", "realized_auc", "estimated_auc", "top_alarm", "dp_ratio")
+            rows.append({"commit": sha[:10], "date": date, "subject": subject, **{k: found.get(k) for k in keys}})
+    return rows

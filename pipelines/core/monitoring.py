@@ -123,13 +123,14 @@ def _bin_values(counts: np.ndarray, sums: np.ndarray) -> np.ndarray:
 
 
 def feature_stats(
-    f: FeatureBins, ref: WindowCounts, cur: WindowCounts, std: float | None
+    f: FeatureBins, ref: WindowCounts, cur: WindowCounts, std: float | None, test: bool = True
 ) -> dict[str, float]:
     """PSI and the G-test for every feature; normed Wasserstein for numeric, Jensen-Shannon for categorical
     features. Numeric bins' values: the reference's bin means for the reference, the window's for the window."""
     rc, cc = ref.arrays[f"feature:{f.name}"], cur.arrays[f"feature:{f.name}"]
-    g, p = drift.g_test(rc, cc)
-    out = {"psi": drift.psi(rc, cc), "g": g, "p_value": p}
+    out = {"psi": drift.psi(rc, cc)}
+    if test:
+        out["g"], out["p_value"] = drift.g_test(rc, cc)
     if f.kind == "numeric":
         rv = _bin_values(rc, ref.arrays[f"sums:{f.name}"])[:-1]
         cv = _bin_values(cc, cur.arrays[f"sums:{f.name}"])[:-1]
@@ -164,9 +165,8 @@ def calibrate(
                 arrays[f"sums:{f.name}"] = np.bincount(idx, weights=values[f.name][rows], minlength=f.size)
         window = WindowCounts(c.rows, arrays)
         for f in spec.features:
-            for stat, value in feature_stats(f, train, window, stds.get(f.name)).items():
-                if stat in ("psi", "js", "wasserstein"):
-                    samples[f.name].setdefault(stat, []).append(value)
+            for stat, value in feature_stats(f, train, window, stds.get(f.name), test=False).items():
+                samples[f.name].setdefault(stat, []).append(value)
     q = 1.0 - cfg.false_alarm_rate / max(len(spec.features), 1)
     floors = cfg.effect_floor.model_dump()
     return {
@@ -389,11 +389,23 @@ def analyse(
 ) -> dict[str, Any]:
     """Everything the monitor reports on one window, ending with ``decision`` and ``reasons``."""
     rows = window.rows
-    result: dict[str, Any] = {"rows": rows, "first": window.first, "last": window.last, "service": service}
+    result: dict[str, Any] = {
+        "rows": rows,
+        "first": window.first,
+        "last": window.last,
+        "service": service,
+        "features": {},
+        "prediction": None,
+        "label": None,
+        "performance": None,
+        "performance_check": None,
+        "fairness": None,
+        "ranking": [],
+        "other_reasons": {},
+    }
     refused = service_broken(service, cfg)
     if refused:  # the feed is broken whatever reached the log: the contract refused most requests
         result |= {"status": "judged", "decision": "block", "reasons": [f"broken feed: {refused}"]}
-        result |= {"features": {}, "ranking": [], "other_reasons": {}}
         return result
     if rows < cfg.min_rows:
         result |= {
@@ -587,3 +599,24 @@ def analyse(
     result["reasons"] = reasons[decision] or ["no drift, decay or broken feed beyond the thresholds"]
     result["other_reasons"] = {d: r for d, r in reasons.items() if r and d != decision}
     return result
+
+
+def summary(result: dict[str, Any]) -> dict[str, Any]:
+    """The figures the history of windows keeps (``decision.json``)."""
+    perf_ = result.get("performance") or {}
+    window = perf_.get("window") or {}
+    fair = (result.get("fairness") or {}).get("window") or {}
+    alarms = [r["check"] for r in result.get("ranking", []) if r["alarm"]]
+    return {
+        "decision": result["decision"],
+        "status": result["status"],
+        "reasons": result["reasons"],
+        "rows": result["rows"],
+        "first": result["first"],
+        "last": result["last"],
+        "labelled": window.get("labelled"),
+        "realized_auc": (window.get("realized") or {}).get("roc_auc"),
+        "estimated_auc": (window.get("estimated_all") or {}).get("roc_auc"),
+        "top_alarm": alarms[0] if alarms else None,
+        "dp_ratio": {k: v["demographic_parity_ratio"] for k, v in fair.items()},
+    }

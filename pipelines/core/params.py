@@ -94,7 +94,6 @@ class ServingConfig(Section):
 
 class RiskThresholds(Section):
     ece_threshold: float = Field(gt=0.0, lt=1.0)
-    drift_threshold: float = Field(gt=0.0)
 
 
 class ReportConfig(Section):
