@@ -250,6 +250,8 @@ def ingest_file(dataset: DatasetConfig, key: str) -> tuple[pd.DataFrame, dict[st
     spec = dataset.files[key]
     path = Path(dataset.raw_dir) / spec.path
     digest = verify_checksum(path, spec.sha256, key)
+    if spec.format is not None:  # a file with its own format (a CT export): columns by name from its header
+        dataset = dataset.model_copy(update={"format": spec.format})
     rows, lines = parse_rows(path, dataset)
     table = to_table(rows, lines, dataset, path)
     entry = {

@@ -100,7 +100,9 @@ def git_context(params: dict[str, Any], section: SystemSection) -> dict[str, Any
         "history": {
             "commits": history.commits(limit, gate=gate_file),
             "experiments": history.experiments(limit, gate=gate_file),
-            "windows": history.windows(limit, str(SystemPaths(section.name).monitor_reports / "decision.json")),
+            "windows": history.windows(
+                limit, str(SystemPaths(section.name).monitor_reports / "decision.json")
+            ),
         },
         "gate": section.gate,
         "lineage": page_lineage(

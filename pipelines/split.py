@@ -46,7 +46,7 @@ def _cut(
 
 
 def split_tables(
-    source: pd.DataFrame, test: pd.DataFrame | None, cfg: SplitConfig
+    source: pd.DataFrame, test: pd.DataFrame | None, cfg: SplitConfig, extra: pd.DataFrame | None = None
 ) -> dict[str, pd.DataFrame]:
     """Return train, valid and test frames (optionally sub-sampled, stratified, with the same seed).
 
@@ -58,6 +58,8 @@ def split_tables(
             raise PipelineError("split: no test file and no split.test_fraction to carve one")
         source, test = _cut(source, cfg.test_fraction, cfg.seed, cfg.stratify)
     train, valid = _cut(source, cfg.valid_fraction, cfg.seed, cfg.stratify)
+    if extra is not None and len(extra):
+        train = pd.concat([train, extra[train.columns]], ignore_index=True)
     splits = {"train": train, "valid": valid, "test": test}
     if cfg.sample is not None and cfg.sample < 1.0:
         splits = {
@@ -121,12 +123,13 @@ def main(argv: list[str] | None = None) -> None:
     params = load_system(args.params, args.system)
     cfg = section(params, "split", SplitConfig)
     dataset = section(params, "dataset", DatasetConfig)
-    for key in (cfg.source, cfg.test):
+    for key in (cfg.source, cfg.test, *cfg.extra_train):
         if key is not None and key not in dataset.files:
             raise PipelineError(f"split names file '{key}', which dataset.files does not define")
     source = read_parquet(args.data / f"{cfg.source}.parquet")
     test = read_parquet(args.data / f"{cfg.test}.parquet") if cfg.test else None
-    splits = split_tables(source, test, cfg)
+    extra = [read_parquet(args.data / f"{key}.parquet") for key in cfg.extra_train]
+    splits = split_tables(source, test, cfg, pd.concat(extra, ignore_index=True) if extra else None)
     check_splits(splits, dataset.target.name, cfg)
     with atomic_dir(args.out) as staging:
         for name, frame in splits.items():

@@ -27,11 +27,6 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
-class FileSpec(Section):
-    path: Name
-    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="lower-case hex sha256 of the file's bytes")
-
-
 class FormatSpec(Section):
     separator: str = Field(",", min_length=1, max_length=1)
     header: bool = False
@@ -40,6 +35,12 @@ class FormatSpec(Section):
     missing_token: str = "?"
     comment_prefix: str | None = None
     label_suffix: str | None = None
+
+
+class FileSpec(Section):
+    path: Name
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="lower-case hex sha256 of the file's bytes")
+    format: FormatSpec | None = None  # this file's own format (default: dataset.format), e.g. a CT export
 
 
 class TargetDisplay(Section):
@@ -211,6 +212,9 @@ class SplitConfig(Section):
     test_fraction: float | None = Field(None, gt=0.0, lt=1.0)
     stratify: list[str] = Field(default_factory=list)
     sample: float | None = Field(None, gt=0.0, le=1.0)
+    # keys of dataset.files added whole to the training split (make ct: labelled production rows); valid and test
+    # stay as they were, so a retrained candidate is judged on the same rows as the champion
+    extra_train: list[Name] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _one_test_set(self) -> SplitConfig:

@@ -86,5 +86,7 @@ def windows(limit: int, decision: str, cwd: Path | None = None) -> list[dict[str
         found = _gate_at(sha, cwd, decision)
         if found and "decision" in found:
             keys = ("decision", "rows", "labelled", "realized_auc", "estimated_auc", "top_alarm", "dp_ratio")
-            rows.append({"commit": sha[:10], "date": date, "subject": subject, **{k: found.get(k) for k in keys}})
+            rows.append(
+                {"commit": sha[:10], "date": date, "subject": subject, **{k: found.get(k) for k in keys}}
+            )
     return rows

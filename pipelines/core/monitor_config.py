@@ -36,6 +36,7 @@ class Decay(Section):
 
 class CT(Section):
     min_labelled_rows: int = Field(ge=1)
+    max_regression: float = Field(ge=0.0, lt=1.0)
 
 
 class NoShift(Section):

@@ -292,6 +292,13 @@ def cross_checks(p: Params) -> list[str]:
         value = getattr(p.split, key)
         if value is not None and value not in ds.files:
             out.append(f"split.{key}: '{value}' is not a key of dataset.files ({sorted(ds.files)})")
+    for i, value in enumerate(p.split.extra_train):
+        if value not in ds.files:
+            out.append(f"split.extra_train.{i}: '{value}' is not a key of dataset.files ({sorted(ds.files)})")
+        elif value in (p.split.source, p.split.test):
+            out.append(
+                f"split.extra_train.{i}: '{value}' is already split.{'source' if value == p.split.source else 'test'}"
+            )
     for i, col in enumerate(p.split.stratify):
         if col not in columns | {ds.target.name}:
             out.append(
@@ -345,6 +352,12 @@ def monitor_checks(p: Params) -> list[str]:
                     f"monitor.replay.scenarios.{name}.category: '{sc.category}' is not a category of '{feature}' "
                     f"in dataset.contract ({', '.join(allowed[:8])}{', ...' if len(allowed) > 8 else ''})"
                 )
+    unlogged = [c for c in p.dataset.file_columns if c not in logged and c != p.dataset.target.column]
+    if unlogged:
+        out.append(
+            f"serving.prediction_log.feature_fields: does not keep {unlogged}; continuous training (make ct) "
+            "rebuilds training rows from the log, so it must keep every input column of the data"
+        )
     if p.monitor.calibration.rows < p.monitor.min_rows:
         out.append(
             f"monitor.calibration.rows: {p.monitor.calibration.rows} is below monitor.min_rows "

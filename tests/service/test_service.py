@@ -113,7 +113,14 @@ def test_health_metrics_and_prediction_log(plain: Server, rows: list, packaged: 
     fields = spec["prediction_log"]["fields"]
     assert logged and all(set(line) == set(fields) for line in logged)
     kept = set(spec["prediction_log"]["feature_fields"])
-    assert all(set(line["features"]) == kept for line in logged) and "fnlwgt" not in kept  # an allowlist
+    assert all(set(line["features"]) == kept for line in logged)
+
+
+def test_the_log_keeps_only_the_allowlisted_inputs(serve: Any, rows: list) -> None:
+    server = serve({**CHAMPION_ONLY, "prediction_log": {"feature_fields": ["age", "sex"]}})
+    server.client.post("/predict_batch", json={"records": rows[:5]})
+    logged = server.predictions()
+    assert len(logged) == 5 and all(set(line["features"]) == {"age", "sex"} for line in logged)
 
 
 def test_canary_split_and_sticky_keys(serve: Any, rows: list, packaged: tuple) -> None:

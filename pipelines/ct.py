@@ -1,0 +1,280 @@
+"""Continuous training: monitor a system and, on ``retrain``, rebuild it with the labelled production window and
+leave the result on a branch for a pull request.
+
+Usage: ``python -m pipelines.ct --system NAME [--override KEY=VALUE ...] [--no-collect]`` (``make ct SYSTEM=<name>``).
+
+1. Collect the live logs into ``data/<system>/production`` and run ``monitor@<system>`` (``--no-collect``: judge the
+   window already there). On ``ok``, ``block`` or ``rollback`` nothing is built; the result says why (ct.yml opens
+   an issue for ``block`` and ``rollback``).
+2. On ``retrain``: the window's labelled rows (every input the log keeps, the label from the delayed feed) are
+   written to ``data/<system>/raw/production-<sha12>.csv`` with a header, declared in ``conf/<system>/system.yaml``
+   (``dataset.files.<key>`` pinned by sha256 with its own format; ``split.extra_train``), so they pass through the
+   same ingest, contract and split as any data: they join the training split only, and valid and test stay as they
+   were.
+3. ``params.yaml`` is recomposed (with ``--override``s, as ``dvc exp run -S`` would) and ``dvc repro report@<system>``
+   retrains every model; the same gates judge them. The new champion must not fall more than
+   ``monitor.ct.max_regression`` below the current champion's primary metric on the same test split, else nothing
+   is promoted: the working tree is restored and the result says ``rejected``.
+4. Accepted: a branch ``ct/<system>/<sha12>`` with the window, the data file, the config, ``params.yaml``,
+   ``dvc.lock`` and the reports (gate, metrics, model cards pinned by the lock), committed; the pull-request body
+   is written to ``var/ct/<system>/pr.md``.
+
+The outcome is printed and written to ``var/ct/<system>/result.json`` (``decision``, ``outcome``, ``branch``).
+The working tree must be clean apart from the window and the logs: CT commits what it changes and nothing else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from pipelines.core.config import DatasetConfig, load_system, section
+from pipelines.core.errors import PipelineError, stage_main
+from pipelines.core.io import write_json_atomic, write_text_atomic
+from pipelines.core.monitor_config import MonitorConfig
+from pipelines.core.paths import SystemPaths
+from pipelines.core.render import render
+from pipelines.monitor import window_files
+
+HERE = Path(__file__).resolve().parent
+
+
+def run(cmd: list[str], what: str) -> str:
+    """Run a command of the repository; a failure is a PipelineError with its output's tail."""
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-25:])
+        raise PipelineError(f"{what} failed ({' '.join(cmd)}):\n{tail}")
+    return proc.stdout
+
+
+def git(*args: str) -> str:
+    return run(["git", *args], f"git {args[0]}")
+
+
+def labelled_rows(window: Path, dataset: DatasetConfig, logged: list[str]) -> list[dict[str, Any]]:
+    """The window's answered requests that have a delayed label: the logged inputs and the raw label, one per
+    request id (the last label wins), in request-id order (deterministic)."""
+    logs, labels, _ = window_files(window)
+    if not logs or not labels:
+        return []
+    raw_label = {v: k for k, v in dataset.target.labels.items()}  # 0/1 -> the first raw label of each class
+    con = duckdb.connect(config={"threads": 2})
+    try:
+        features = ", ".join(f'"{c}" VARCHAR' for c in logged)
+        columns = {"request_id": "VARCHAR", "shadow": "BOOLEAN", "features": f"STRUCT({features})"}
+        select = ", ".join(f'l.features."{c}" AS "{c}"' for c in logged)
+        rows = con.execute(
+            f"SELECT {select}, b.label FROM read_json(?, format='newline_delimited', columns=?, "
+            "ignore_errors=true) l JOIN (SELECT request_id, arg_max(label, time) AS label FROM read_json(?, "
+            "format='newline_delimited', columns={'request_id': 'VARCHAR', 'label': 'INTEGER', 'time': 'VARCHAR'}, "
+            "ignore_errors=true) GROUP BY request_id) b USING (request_id) WHERE NOT coalesce(l.shadow, false) "
+            "AND b.label IN (0, 1) ORDER BY l.request_id",
+            [[str(p) for p in logs], columns, [str(p) for p in labels]],
+        ).fetchall()
+    finally:
+        con.close()
+    out = []
+    for *values, label in rows:
+        record = dict(zip(logged, values, strict=True))
+        record[dataset.target.column] = raw_label[int(label)]
+        out.append(record)
+    return out
+
+
+def export_csv(rows: list[dict[str, Any]], dataset: DatasetConfig) -> str:
+    """The rows as CSV text with a header, in the data's column order; missing values as empty fields."""
+    buf = io.StringIO()
+    columns = dataset.file_columns
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(columns)
+    for r in rows:
+        writer.writerow(["" if r.get(c) is None else r[c] for c in columns])
+    return buf.getvalue()
+
+
+def declare(system_yaml: Path, key: str, path: str, sha256: str) -> None:
+    """Add the file to ``dataset.files`` and to ``split.extra_train`` in the system's config, keeping its comments."""
+    from ruamel.yaml import YAML
+
+    yaml = YAML()
+    yaml.preserve_quotes = True
+    yaml.width = 120
+    doc = yaml.load(system_yaml.read_text(encoding="utf-8"))
+    files = doc.setdefault("dataset", {}).setdefault("files", {})
+    files[key] = {
+        "path": path,
+        "sha256": sha256,
+        "format": {
+            "separator": ",",
+            "header": True,
+            "encoding": "utf-8",
+            "quoting": "minimal",
+            "missing_token": "",
+        },
+    }
+    extra = doc.setdefault("split", {}).setdefault("extra_train", [])
+    if key not in extra:
+        extra.append(key)
+    buf = io.StringIO()
+    yaml.dump(doc, buf)
+    write_text_atomic(system_yaml, buf.getvalue())
+
+
+def primary(gate: dict[str, Any]) -> tuple[str | None, float | None]:
+    champion = gate.get("champion")
+    return champion, (gate["models"][champion].get("primary") if champion else None)
+
+
+def dirty_paths(allowed: list[str]) -> list[str]:
+    """Changed or untracked paths outside ``allowed`` prefixes."""
+    out = []
+    for line in git("status", "--porcelain", "--untracked-files=all").splitlines():
+        path = line[3:].split(" -> ")[-1].strip('"')
+        if not any(path == a or path.startswith(a.rstrip("/") + "/") for a in allowed):
+            out.append(path)
+    return out
+
+
+def retrain(
+    system: str, overrides: list[str], cfg: MonitorConfig, decision: dict[str, Any]
+) -> dict[str, Any]:
+    paths = SystemPaths(system)
+    params = load_system("params.yaml", system)
+    dataset = section(params, "dataset", DatasetConfig)
+    logged = list(params["serving"]["prediction_log"]["feature_fields"])
+    rows = labelled_rows(paths.production, dataset, [c for c in dataset.file_columns if c in logged])
+    if len(rows) < cfg.ct.min_labelled_rows:
+        return {
+            "outcome": "deferred",
+            "why": f"{len(rows)} labelled rows in the window, fewer than monitor.ct.min_labelled_rows "
+            f"({cfg.ct.min_labelled_rows})",
+        }
+    text = export_csv(rows, dataset)
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    key = f"production_{digest[:12]}"
+    name = f"production-{digest[:12]}.csv"
+    gate_before = json.loads(paths.gate.read_text(encoding="utf-8"))
+    old_champion, old_primary = primary(gate_before)
+    data_file = Path(dataset.raw_dir) / name
+    system_yaml = Path("conf") / system / "system.yaml"
+    write_text_atomic(data_file, text)
+    declare(system_yaml, key, name, digest)
+    try:
+        run([sys.executable, "-m", "pipelines.compose", *overrides], "composing params.yaml")
+        run(["dvc", "repro", f"report@{system}"], f"dvc repro report@{system}")
+    except PipelineError:
+        restore(system_yaml, data_file, paths.reports)
+        raise
+    gate = json.loads(paths.gate.read_text(encoding="utf-8"))
+    new_champion, new_primary = primary(gate)
+    result: dict[str, Any] = {
+        "rows": len(rows),
+        "data_file": str(data_file),
+        "metric": gate.get("primary_metric"),
+        "before": {
+            "champion": old_champion,
+            "primary": old_primary,
+            "version": version(gate_before, old_champion),
+        },
+        "after": {"champion": new_champion, "primary": new_primary, "version": version(gate, new_champion)},
+        "gates": {
+            n: {"status": m.get("status"), "failed": m.get("failed", [])} for n, m in gate["models"].items()
+        },
+    }
+    worse = new_primary is None or (
+        old_primary is not None and new_primary < old_primary - cfg.ct.max_regression
+    )
+    if worse:
+        restore(system_yaml, data_file, paths.reports)
+        why = (
+            "no candidate passed the gates"
+            if new_primary is None
+            else f"the new champion's {result['metric']} {new_primary:.4f} is more than {cfg.ct.max_regression} "
+            f"below the current champion's {old_primary:.4f}"
+        )
+        return result | {"outcome": "rejected", "why": why}
+    branch = f"ct/{system}/{digest[:12]}"
+    git("switch", "-c", branch)
+    changed = [
+        str(system_yaml),
+        "params.yaml",
+        "dvc.lock",
+        str(data_file),
+        str(paths.production),
+        str(paths.reports),
+    ]
+    git("add", "-A", "--", *changed, "reports/params.json")
+    body = render(
+        "ct_pr.md.j2", HERE / "templates", system=system, decision=decision, result=result, branch=branch
+    )
+    git("commit", "-q", "-m", f"CT {system}: retrain on {len(rows)} labelled production rows ({digest[:12]})")
+    pr = Path("var/ct") / system / "pr.md"
+    pr.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(pr, body)
+    return result | {"outcome": "candidate", "branch": branch, "pr_body": str(pr)}
+
+
+def version(gate: dict[str, Any], name: str | None) -> str | None:
+    return gate["models"].get(name, {}).get("version") if name else None
+
+
+def restore(system_yaml: Path, data_file: Path, reports: Path) -> None:
+    """Put the config, params, lock and reports back as committed, and the workspace outputs with them (the
+    collected window stays)."""
+    git("checkout", "--", str(system_yaml), "params.yaml", "dvc.lock", str(reports), "reports/params.json")
+    data_file.unlink(missing_ok=True)
+    run(["dvc", "checkout", "--quiet"], "dvc checkout")
+
+
+@stage_main("ct")
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--system", required=True)
+    parser.add_argument("--override", action="append", default=[], help="a Hydra override for params.yaml")
+    parser.add_argument("--no-collect", action="store_true", help="judge the window already collected")
+    args = parser.parse_args(argv)
+    paths = SystemPaths(args.system)
+    params = load_system("params.yaml", args.system)
+    cfg = section(params, "monitor", MonitorConfig)
+    allowed = [str(paths.production), "logs", "var"]
+    dirty = dirty_paths(allowed)
+    if dirty:
+        raise PipelineError(
+            "the working tree has changes CT would commit with its own; commit or stash them first:\n  "
+            + "\n  ".join(dirty[:20])
+        )
+    if not args.no_collect:
+        run(
+            [sys.executable, "-m", "pipelines.monitor", "--system", args.system, "--collect"],
+            "collecting the window",
+        )
+    run(["dvc", "repro", f"monitor@{args.system}"], f"dvc repro monitor@{args.system}")
+    decision = json.loads((paths.monitor_reports / "decision.json").read_text(encoding="utf-8"))
+    result: dict[str, Any] = {
+        "system": args.system,
+        "decision": decision["decision"],
+        "reasons": decision["reasons"],
+    }
+    if decision["decision"] == "retrain":
+        result |= retrain(args.system, args.override, cfg, decision)
+    else:
+        result["outcome"] = "none"
+    write_json_atomic(Path("var/ct") / args.system / "result.json", result)
+    print(f"[ct] {args.system}: decision {result['decision']}, outcome {result['outcome']}")
+    for key in ("why", "branch", "pr_body"):
+        if result.get(key):
+            print(f"[ct] {key}: {result[key]}")
+
+
+if __name__ == "__main__":
+    main()
