@@ -17,6 +17,7 @@ collects, then runs this stage through DVC.
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import time
 from pathlib import Path
@@ -44,11 +45,12 @@ window has been collected: the monitor then reports "insufficient data".
 
 
 def window_files(window: Path) -> tuple[list[Path], list[Path], Path | None]:
-    """The prediction-log partitions, the label files and the metrics scrape of a collected window."""
+    """The prediction-log partitions, the label files and the service's counts (a ``metrics.prom`` scrape of
+    ``/metrics``, or ``service.json`` from an in-process replay) of a collected window."""
     logs = sorted(p for p in (window / "predictions").glob("*.jsonl*") if p.is_file())
     labels = sorted(p for p in (window / "labels").glob("*.jsonl") if p.is_file())
-    scrape = window / "metrics.prom"
-    return logs, labels, scrape if scrape.is_file() else None
+    counts = next((window / n for n in ("metrics.prom", "service.json") if (window / n).is_file()), None)
+    return logs, labels, counts
 
 
 def collect(paths: SystemPaths) -> dict[str, int]:
@@ -57,16 +59,17 @@ def collect(paths: SystemPaths) -> dict[str, int]:
         "predictions": sorted(paths.prediction_logs.glob("*.jsonl*")),
         "labels": sorted(paths.label_logs.glob("*.jsonl")),
     }
-    scrape = Path("logs/metrics") / paths.system / "metrics.prom"
+    metrics = Path("logs/metrics") / paths.system
     with atomic_dir(paths.production) as staging:
         (staging / "README.md").write_text(README.format(system=paths.system), encoding="utf-8")
         for folder, files in sources.items():
             (staging / folder).mkdir()
             for f in files:
                 shutil.copyfile(f, staging / folder / f.name)
-        if scrape.is_file():
-            shutil.copyfile(scrape, staging / "metrics.prom")
-    return {k: len(v) for k, v in sources.items()} | {"metrics": int(scrape.is_file())}
+        counts = [metrics / n for n in ("metrics.prom", "service.json") if (metrics / n).is_file()]
+        for f in counts[:1]:  # a scrape of the real service wins over in-process counts
+            shutil.copyfile(f, staging / f.name)
+    return {k: len(v) for k, v in sources.items()} | {"service counts": len(counts[:1])}
 
 
 def reference_for(params: Any, paths: SystemPaths, cfg: MonitorConfig) -> Reference:
@@ -102,7 +105,8 @@ def judge(
     logs, labels, scrape = window_files(window)
     counts = count_log(logs, reference.spec, labels) if logs else WindowCounts()
     if service is None and scrape is not None:
-        service = service_stats(scrape.read_text(encoding="utf-8"), system)
+        text = scrape.read_text(encoding="utf-8")
+        service = json.loads(text) if scrape.suffix == ".json" else service_stats(text, system)
     result = analyse(reference, counts, cfg, gates, service)
     result["window"] = {"partitions": [p.name for p in logs], "label_files": [p.name for p in labels]}
     return result

@@ -27,7 +27,7 @@ import pandas as pd
 
 from pipelines.core.config import DatasetConfig, load_system, section
 from pipelines.core.errors import ConfigError, PipelineError, stage_main
-from pipelines.core.io import write_text_atomic
+from pipelines.core.io import write_json_atomic, write_text_atomic
 from pipelines.core.monitor_config import (
     CategoryMix,
     Concept,
@@ -206,6 +206,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rows", type=int, help="default monitor.replay.rows")
     parser.add_argument("--seed", type=int, help="default monitor.replay.seed")
     parser.add_argument("--params", default="params.yaml")
+    parser.add_argument(
+        "--simulate",
+        action="store_true",
+        help="no service: score in process with the champion and the service's own request schema (demos, CT "
+        "without a server); refused requests are counted in logs/metrics/<system>/service.json",
+    )
     args = parser.parse_args(argv)
     params = load_system(args.params, args.system)
     cfg = section(params, "monitor", MonitorConfig)
@@ -227,6 +233,27 @@ def main(argv: list[str] | None = None) -> None:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     ids = [f"replay-{args.scenario}-{seed}-{stamp}-{i:07d}" for i in range(rows)]
     times = [datetime.now(UTC)] * rows
+    if args.simulate:
+        from models.predictor import load_predictor
+        from services.tabular.spec import load_spec
+
+        champion = load_predictor(paths.release("champion"))
+        spec = load_spec(paths.serving_spec)
+        log, label_text, service = simulate(window, y, champion, spec, ids, times[0], cfg.replay.label_lag_s)
+        for folder, name, text in (
+            (paths.prediction_logs, f"predictions-simulated-{stamp}.jsonl", log),
+            (paths.label_logs, f"labels-{args.scenario}-{seed}-{stamp}.jsonl", label_text),
+        ):
+            folder.mkdir(parents=True, exist_ok=True)
+            write_text_atomic(folder / name, text)
+        counts_file = Path("logs/metrics") / args.system / "service.json"
+        counts_file.parent.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(counts_file, service)
+        print(
+            f"[replay] {args.system}/{args.scenario}: {rows} records scored in process by the champion "
+            f"({service['rejected']} refused by the contract) -> {paths.prediction_logs}, {paths.label_logs}"
+        )
+        return
     status = send(url, records(window, inputs), ids)
     if not any(status):
         raise PipelineError(
