@@ -189,6 +189,7 @@ def simulate(
     labels = label_lines([ids[i] for i in keep], y[keep], [times[i] for i in keep], lag_s)
     rejected = len(recs) - len(keep)
     service = {
+        "latency_p95_ms": None,  # not measured in process
         "requests": len(recs),
         "errors": rejected,
         "rejected": rejected,

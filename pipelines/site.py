@@ -114,8 +114,8 @@ def git_context(params: dict[str, Any], section: SystemSection) -> dict[str, Any
 def render_page(env: jinja2.Environment, template: str, page: str, docs: Path, **ctx: Any) -> None:
     try:
         text = env.get_template(template).render(**ctx, root="../" * page.count("/"), page=page)
-    except jinja2.UndefinedError as err:
-        raise PipelineError(f"site/templates/{template} ({page}): {err}") from None
+    except (jinja2.TemplateError, TypeError, ValueError) as err:  # a missing value used by a filter too
+        raise PipelineError(f"site/templates/{template} ({page}): {type(err).__name__}: {err}") from None
     (docs / page).parent.mkdir(parents=True, exist_ok=True)
     (docs / page).write_text(text, encoding="utf-8")
 
