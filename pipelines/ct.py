@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import pandas as pd
 
 from pipelines.core.config import DatasetConfig, load_system, section
 from pipelines.core.errors import PipelineError, stage_main
@@ -43,6 +44,7 @@ from pipelines.core.io import write_json_atomic, write_text_atomic
 from pipelines.core.monitor_config import MonitorConfig
 from pipelines.core.paths import SystemPaths
 from pipelines.core.render import render
+from pipelines.core.training import read_split
 from pipelines.monitor import window_files
 
 HERE = Path(__file__).resolve().parent
@@ -108,7 +110,8 @@ def declare(system_yaml: Path, key: str, path: str, sha256: str) -> None:
 
     yaml = YAML()
     yaml.preserve_quotes = True
-    yaml.width = 120
+    yaml.width = 4096  # never re-wrap the file's flow lists
+    yaml.indent(mapping=2, sequence=4, offset=2)  # the repository's style: "  - item" under a key
     doc = yaml.load(system_yaml.read_text(encoding="utf-8"))
     files = doc.setdefault("dataset", {}).setdefault("files", {})
     files[key] = {
@@ -128,6 +131,24 @@ def declare(system_yaml: Path, key: str, path: str, sha256: str) -> None:
     buf = io.StringIO()
     yaml.dump(doc, buf)
     write_text_atomic(system_yaml, buf.getvalue())
+
+
+def near_duplicates(rows: list[dict[str, Any]], evaluation: pd.DataFrame, columns: list[str]) -> int:
+    """How many production rows equal a row of the evaluation splits on every input column but at most one (a
+    covariate-shifted copy still matches). Such rows leak the evaluation data into training and make the retrained
+    candidate's test figures optimistic; replayed windows, drawn from the test split, are all of this kind."""
+    if not rows or evaluation.empty:
+        return 0
+    prod = pd.DataFrame(rows)[columns].astype("string").fillna("").reset_index(names="_row")
+    ev = evaluation[columns].astype("string").fillna("").drop_duplicates()
+    for c in columns:  # numbers as the log wrote them: 40 and 40.0 are one value
+        prod[c] = prod[c].str.replace(r"\.0$", "", regex=True)
+        ev[c] = ev[c].str.replace(r"\.0$", "", regex=True)
+    hit: set[int] = set()
+    for skip in columns:
+        keys = [c for c in columns if c != skip]
+        hit |= set(prod.merge(ev[keys].drop_duplicates(), on=keys)["_row"])
+    return len(hit)
 
 
 def primary(gate: dict[str, Any]) -> tuple[str | None, float | None]:
@@ -159,6 +180,9 @@ def retrain(
             "why": f"{len(rows)} labelled rows in the window, fewer than monitor.ct.min_labelled_rows "
             f"({cfg.ct.min_labelled_rows})",
         }
+    inputs = [c for c in dataset.feature_columns if c in logged]
+    evaluation = pd.concat([read_split(paths.processed, s) for s in ("valid", "test")], ignore_index=True)
+    overlap = near_duplicates(rows, evaluation, inputs)
     text = export_csv(rows, dataset)
     digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
     key = f"production_{digest[:12]}"
@@ -179,6 +203,7 @@ def retrain(
     new_champion, new_primary = primary(gate)
     result: dict[str, Any] = {
         "rows": len(rows),
+        "near_duplicates_of_evaluation_rows": overlap,
         "data_file": str(data_file),
         "metric": gate.get("primary_metric"),
         "before": {
