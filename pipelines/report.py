@@ -533,8 +533,14 @@ def main(argv: list[str] | None = None) -> None:
             depth = path.count("/")
             try:
                 text = env.get_template(template).render(**ctx, **extra, root="../" * depth, page=path)
-            except (jinja2.TemplateError, TypeError, ValueError) as err:  # a missing value used by a filter too
-                raise PipelineError(f"site/templates/{template} ({path}): {type(err).__name__}: {err}") from None
+            except (
+                jinja2.TemplateError,
+                TypeError,
+                ValueError,
+            ) as err:  # a missing value used by a filter too
+                raise PipelineError(
+                    f"site/templates/{template} ({path}): {type(err).__name__}: {err}"
+                ) from None
             if template == "model_card.md.j2":
                 check_card(extra["name"], text)
             (docs / path).parent.mkdir(parents=True, exist_ok=True)

@@ -344,11 +344,24 @@ def yaml_hint(value: Any, error_type: str) -> str:
     return ""
 
 
+# Mappings whose values are a discriminated union (``kind``): pydantic puts the tag into an error's location
+# (``scenarios.broken_units.units.factor``); the user's key has no such part. Filled by the modules that use one.
+TAGGED_MAPPINGS: dict[str, set[str]] = {}
+
+
+def _user_loc(loc: tuple[int | str, ...]) -> list[int | str]:
+    parts = list(loc)
+    for i in range(2, len(parts)):
+        if str(parts[i - 2]) in TAGGED_MAPPINGS and str(parts[i]) in TAGGED_MAPPINGS[str(parts[i - 2])]:
+            return parts[:i] + parts[i + 1 :]
+    return parts
+
+
 def describe_errors(prefix: str, err: ValidationError) -> list[str]:
     """One line per error: the dotted key, the rule, the value as given and, where YAML explains it, a hint."""
     lines = []
     for e in err.errors():
-        key = ".".join(str(p) for p in (prefix, *e["loc"]) if p != "")
+        key = ".".join(str(p) for p in (prefix, *_user_loc(e["loc"])) if p != "")
         got = (
             f" (got {e['input']!r})" if e["type"] not in ("missing", "value_error", "assertion_error") else ""
         )

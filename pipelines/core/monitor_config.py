@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from pipelines.core.config import Name, Section
+from pipelines.core.config import TAGGED_MAPPINGS, Name, Section
 
 Fraction = Annotated[float, Field(gt=0.0, lt=1.0)]
 
@@ -93,6 +93,17 @@ class Units(Section):
 Scenario = Annotated[
     NoShift | Covariate | CategoryMix | LabelShift | Concept | Nulls | Units, Field(discriminator="kind")
 ]
+
+
+TAGGED_MAPPINGS["scenarios"] = {
+    "none",
+    "covariate",
+    "category_mix",
+    "label_shift",
+    "concept",
+    "nulls",
+    "units",
+}
 
 
 class Replay(Section):

@@ -153,6 +153,25 @@ CASES = [
     ("evaluation.selection.eligible_kinds", [], ["evaluation.selection.eligible_kinds"]),
     ("dataset.contract.columns.age.max", float("nan"), ["dataset.contract.columns.age.max"]),
     ("dataset.contract.class_balance.min_positive_rate", 0.5, ["min_positive_rate (0.5) is greater than"]),
+    # monitoring: thresholds, scenarios, what continuous training needs from the log
+    ("monitor.false_alarm_rate", 0.0, ["monitor.false_alarm_rate"]),
+    ("monitor.false_alarm_rate", 1.5, ["monitor.false_alarm_rate"]),
+    ("monitor.effect_floor.js", 0.9, ["monitor.effect_floor.js"]),
+    ("monitor.calibration.windows", 5, ["monitor.calibration.windows"]),
+    ("monitor.calibration.rows", 100, ["monitor.calibration.rows: 100 is below monitor.min_rows"]),
+    ("monitor.score_bins", 3, ["monitor.score_bins"]),
+    ("monitor.ct.max_regression", -0.1, ["monitor.ct.max_regression"]),
+    ("monitor.replay.scenarios.covariate.feature", "nosuch", ["'nosuch' is not logged"]),
+    ("monitor.replay.scenarios.covariate.feature", "sex", ["'sex' is not a numeric feature"]),
+    ("monitor.replay.scenarios.concept.feature", "age", ["'age' is not a categorical feature"]),
+    ("monitor.replay.scenarios.category_mix.category", "Divorcee", ["'Divorcee' is not a category of"]),
+    ("monitor.replay.scenarios.covariate.kind", "earthquake", ["monitor.replay.scenarios.covariate"]),
+    ("monitor.replay.scenarios.covariate.shift", "12", ["monitor.replay.scenarios.covariate.shift"]),
+    ("monitor.replay.scenarios.label_shift.positive_rate", 1.0, ["positive_rate"]),
+    ("monitor.replay.scenarios.broken_units.factor", 0, ["monitor.replay.scenarios.broken_units.factor"]),
+    ("serving.prediction_log.feature_fields", ["age"], ["does not keep", "continuous training"]),
+    ("split.extra_train", ["nosuch"], ["split.extra_train.0: 'nosuch' is not a key of dataset.files"]),
+    ("split.extra_train", ["test"], ["split.extra_train.0: 'test' is already split.test"]),
 ]
 
 
