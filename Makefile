@@ -19,6 +19,8 @@ PORT ?= # default: the system's serving.port (adult 3000, hmda 3001)
 # SYSTEM=<name> limits pipeline, site and serve to one system (a key of `systems` in params.yaml); empty: all.
 SYSTEM ?=
 SCENARIO ?= # make replay: a key of <system>.monitor.replay.scenarios (none, covariate, ...)
+URL ?= # make replay: the service (default http://127.0.0.1:<serving.port>)
+ROWS ?= # make replay: rows per window (default <system>.monitor.replay.rows)
 TARGETS := $(if $(SYSTEM),report@$(SYSTEM),)
 SITE_SYSTEMS := $(if $(SYSTEM),--systems $(SYSTEM),)
 
@@ -52,7 +54,7 @@ serve: $(STAMP) ## serve a system's champion and challenger (SYSTEM=<name>, defa
 replay: $(STAMP) ## send a replay scenario through the running service (SYSTEM=<name> SCENARIO=<name>)
 	@test -n "$(SYSTEM)" -a -n "$(SCENARIO)" || { echo "usage: make replay SYSTEM=<name> SCENARIO=<name>" >&2; exit 2; }
 	$(BIN)/python -m pipelines.systems --check $(SYSTEM) >/dev/null
-	$(BIN)/python -m pipelines.replay --system $(SYSTEM) --scenario $(SCENARIO)
+	$(BIN)/python -m pipelines.replay --system $(SYSTEM) --scenario $(SCENARIO) $(if $(URL),--url $(URL),) $(if $(ROWS),--rows $(ROWS),)
 
 monitor: $(STAMP) ## collect the live logs and run the monitor stage (SYSTEM=<name>, default all)
 	$(if $(SYSTEM),$(BIN)/python -m pipelines.systems --check $(SYSTEM) >/dev/null,)
