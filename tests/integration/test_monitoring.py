@@ -149,7 +149,7 @@ def test_too_small_a_window_is_insufficient_data_not_an_alarm(tmp_path: Path) ->
     cfg = c["cfg"]
     frame, y = generate(c["test"], cfg.replay.scenarios["covariate"], cfg.min_rows // 2, 1, c["dataset"])
     ids = [f"small-{i}" for i in range(len(frame))]
-    log, labels, service = simulate(
+    log, _labels, service = simulate(
         frame, y, c["champion"], c["spec"], ids, datetime(2026, 1, 1, tzinfo=UTC), 60
     )
     (tmp_path / "predictions").mkdir()
