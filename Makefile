@@ -14,7 +14,7 @@ export BENTOML_DO_NOT_TRACK := True
 export DVC_NO_ANALYTICS := 1
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help venv params pipeline repro serve replay monitor ct site docs-serve browser test lint typecheck bench lock clean
+.PHONY: help venv params pipeline repro serve replay monitor ct ct-fetch ct-publish site docs-serve browser test lint typecheck bench lock clean
 PORT ?= # default: the system's serving.port (adult 3000, hmda 3001)
 # SYSTEM=<name> limits pipeline, site and serve to one system (a key of `systems` in params.yaml); empty: all.
 SYSTEM ?=
@@ -68,6 +68,14 @@ ct: $(STAMP) ## continuous training: monitor, and on retrain build a candidate o
 	@test -n "$(SYSTEM)" || { echo "usage: make ct SYSTEM=<name>" >&2; exit 2; }
 	$(BIN)/python -m pipelines.systems --check $(SYSTEM) >/dev/null
 	$(BIN)/python -m pipelines.ct --system $(SYSTEM)
+
+ct-fetch: $(STAMP) ## copy a system's production logs from CT_SOURCE/<system>/ into logs/ (SYSTEM=<name>)
+	@test -n "$(SYSTEM)" -a -n "$(CT_SOURCE)" || { echo "usage: make ct-fetch SYSTEM=<name> CT_SOURCE=<folder>" >&2; exit 2; }
+	$(BIN)/python -m pipelines.ct --system $(SYSTEM) --fetch $(CT_SOURCE)
+
+ct-publish: $(STAMP) ## act on make ct's result with gh: a pull request (retrain) or an issue (block, rollback)
+	@test -n "$(SYSTEM)" || { echo "usage: make ct-publish SYSTEM=<name> [DRY_RUN=1]" >&2; exit 2; }
+	$(BIN)/python -m pipelines.ct --system $(SYSTEM) --publish $(if $(DRY_RUN),--dry-run,)
 
 site: $(STAMP) ## build the documentation site into site/build (runs what it needs)
 	$(if $(SYSTEM),$(BIN)/python -m pipelines.systems --check $(SYSTEM) >/dev/null,)

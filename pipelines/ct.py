@@ -196,9 +196,14 @@ def retrain(
     try:
         run([sys.executable, "-m", "pipelines.compose", *overrides], "composing params.yaml")
         run(["dvc", "repro", f"report@{system}"], f"dvc repro report@{system}")
-    except PipelineError:
+    except PipelineError as err:  # e.g. the rows break the data contract: nothing is promoted
         restore(system_yaml, data_file, paths.reports)
-        raise
+        problems = [x.strip() for x in str(err).splitlines() if x.startswith("  ") or "ERROR" in x]
+        return {
+            "rows": len(rows),
+            "outcome": "rejected",
+            "why": "the rebuild failed: " + " | ".join(problems[-4:]),
+        }
     gate = json.loads(paths.gate.read_text(encoding="utf-8"))
     new_champion, new_primary = primary(gate)
     result: dict[str, Any] = {
@@ -261,13 +266,115 @@ def restore(system_yaml: Path, data_file: Path, reports: Path) -> None:
     run(["dvc", "checkout", "--quiet"], "dvc checkout")
 
 
+ISSUE = """The monitor decided `{decision}` for `{system}` on the last window; continuous training promoted nothing.
+
+{reasons}
+
+See the system's monitoring page and `reports/{system}/monitor/monitor.json`. `block`: fix the feed first;
+`rollback`: revert the champion by pull request (the previous version is in the registry's history) and find why
+it breaks a gate that no drift explains.
+"""
+
+
+def publish(system: str, dry_run: bool) -> dict[str, Any]:
+    """What CT's result asks of GitHub, done with the ``gh`` CLI: push the branch and open a pull request
+    (``candidate``), or open an issue (``block``, ``rollback``, a rejected candidate); nothing for ``ok`` or a
+    deferred retrain. The plan is written to ``var/ct/<system>/action.json``; ``dry_run`` stops there."""
+    folder = Path("var/ct") / system
+    result = json.loads((folder / "result.json").read_text(encoding="utf-8"))
+    decision, outcome = result["decision"], result.get("outcome")
+    commands: list[list[str]] = []
+    if outcome == "candidate":
+        title = f"CT {system}: retrain on {result['rows']} labelled production rows"
+        commands = [
+            ["git", "push", "--set-upstream", "origin", result["branch"]],
+            [
+                "gh",
+                "pr",
+                "create",
+                "--head",
+                result["branch"],
+                "--title",
+                title,
+                "--body-file",
+                result["pr_body"],
+            ],
+        ]
+        action = "pull_request"
+    elif decision in ("block", "rollback") or outcome == "rejected":
+        body = folder / "issue.md"
+        reasons = "\n".join(f"- {r}" for r in result["reasons"])
+        if outcome == "rejected":
+            reasons += f"\n\nThe retrained candidate was rejected: {result.get('why')}"
+        write_text_atomic(body, ISSUE.format(decision=decision, system=system, reasons=reasons))
+        title = f"Monitor: {decision} for {system}" + (
+            " (candidate rejected)" if outcome == "rejected" else ""
+        )
+        commands = [["gh", "issue", "create", "--title", title, "--body-file", str(body)]]
+        action = "issue"
+    else:
+        action = "none"
+    plan = {
+        "system": system,
+        "decision": decision,
+        "outcome": outcome,
+        "action": action,
+        "commands": commands,
+    }
+    write_json_atomic(folder / "action.json", plan)
+    if not dry_run:
+        for cmd in commands:
+            run(cmd, cmd[0] + " " + cmd[1])
+    return plan
+
+
+def fetch(system: str, source: Path) -> dict[str, int]:
+    """Copy a system's production logs from ``source`` (``<source>/<system>/{predictions,labels,metrics}``: a
+    mounted bucket or a synced folder) into ``logs/``, where ``make monitor`` collects them. Files are replaced,
+    never appended: the source is the truth."""
+    import shutil
+
+    paths = SystemPaths(system)
+    root = source / system
+    if not root.is_dir():
+        raise PipelineError(
+            f"{root} does not exist: CT_SOURCE must hold <system>/predictions, labels, metrics"
+        )
+    copied = {}
+    for sub, dest in (
+        ("predictions", paths.prediction_logs),
+        ("labels", paths.label_logs),
+        ("metrics", Path("logs/metrics") / system),
+    ):
+        files = sorted(p for p in (root / sub).glob("*") if p.is_file())
+        dest.mkdir(parents=True, exist_ok=True)
+        for f in files:
+            shutil.copyfile(f, dest / f.name)
+        copied[sub] = len(files)
+    return copied
+
+
 @stage_main("ct")
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--system", required=True)
     parser.add_argument("--override", action="append", default=[], help="a Hydra override for params.yaml")
     parser.add_argument("--no-collect", action="store_true", help="judge the window already collected")
+    parser.add_argument(
+        "--publish", action="store_true", help="act on the last result (gh): PR, issue or nothing"
+    )
+    parser.add_argument("--dry-run", action="store_true", help="with --publish: write the plan, run nothing")
+    parser.add_argument("--fetch", type=Path, metavar="SOURCE", help="copy the production logs from SOURCE")
     args = parser.parse_args(argv)
+    if args.fetch:
+        print(f"[ct] {args.system}: fetched {fetch(args.system, args.fetch)} from {args.fetch}")
+        return
+    if args.publish:
+        plan = publish(args.system, args.dry_run)
+        print(f"[ct] {args.system}: {plan['action']}" + ("" if not args.dry_run else " (dry run)"))
+        for cmd in plan["commands"]:
+            print("  " + " ".join(cmd))
+        return
     paths = SystemPaths(args.system)
     params = load_system("params.yaml", args.system)
     cfg = section(params, "monitor", MonitorConfig)

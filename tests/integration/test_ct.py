@@ -53,20 +53,53 @@ def test_ct_refuses_a_dirty_tree(repo: Path) -> None:
         run(["git", "checkout", "--", "conf/hmda/system.yaml"], repo)
 
 
-def test_a_worse_candidate_is_not_promoted(repo: Path) -> None:
-    replay(repo, "covariate")
-    for labels in (repo / "logs/labels" / SYSTEM).glob("*.jsonl"):  # the feed reports every outcome inverted
+def relabel(repo: Path, how: str) -> None:
+    """Rewrite the delayed labels: ``inverted`` (every outcome flipped) or ``adversarial`` (the same base rate, the
+    positives given to the rows the champion scores lowest)."""
+    scores = {}
+    for log in (repo / "logs/predictions" / SYSTEM).glob("*.jsonl"):
+        for line in log.read_text().splitlines():
+            entry = json.loads(line)
+            scores[entry["request_id"]] = entry["score"]
+    for labels in (repo / "logs/labels" / SYSTEM).glob("*.jsonl"):
         lines = [json.loads(x) for x in labels.read_text().splitlines()]
-        labels.write_text("".join(json.dumps({**x, "label": 1 - x["label"]}) + "\n" for x in lines))
-    head = git(repo, "rev-parse", "HEAD")
-    result = ct(repo)
-    assert result["decision"] == "retrain" and result["outcome"] == "rejected", result
-    assert result["after"]["primary"] is None or result["after"]["primary"] < result["before"]["primary"]
-    # nothing promoted: same commit, no branch, config and lock as committed; only the collected window is new
+        if how == "inverted":
+            new = [{**x, "label": 1 - x["label"]} for x in lines]
+        else:
+            positives = sum(x["label"] for x in lines)
+            lowest = set(sorted((x["request_id"] for x in lines), key=lambda r: scores[r])[:positives])
+            new = [{**x, "label": int(x["request_id"] in lowest)} for x in lines]
+        labels.write_text("".join(json.dumps(x) + "\n" for x in new))
+
+
+def assert_nothing_promoted(repo: Path, head: str) -> None:
+    """Same commit, no branch, config and lock as committed; only the collected window is new."""
     assert git(repo, "rev-parse", "HEAD") == head and "ct/" not in git(repo, "branch", "--list")
     changed = git(repo, "status", "--porcelain", "--untracked-files=all").splitlines()
     assert changed and all(line[3:].startswith(f"data/{SYSTEM}/production/") for line in changed), changed
     assert not list((repo / "data" / SYSTEM / "raw").glob("production-*.csv"))
+
+
+def test_rows_that_break_the_contract_are_not_trained_on(repo: Path) -> None:
+    replay(repo, "covariate")
+    relabel(repo, "inverted")  # a denial rate of ~88%: outside the contract's class balance
+    head = git(repo, "rev-parse", "HEAD")
+    result = ct(repo)
+    assert result["decision"] == "retrain" and result["outcome"] == "rejected", result
+    assert "positive rate" in result["why"], result["why"]
+    assert_nothing_promoted(repo, head)
+
+
+def test_a_worse_candidate_is_not_promoted(repo: Path) -> None:
+    replay(repo, "covariate")
+    relabel(repo, "adversarial")
+    head = git(repo, "rev-parse", "HEAD")
+    result = ct(repo)
+    assert result["decision"] == "retrain" and result["outcome"] == "rejected", result
+    assert (
+        result["after"]["primary"] is None or result["after"]["primary"] < result["before"]["primary"] - 0.005
+    )
+    assert_nothing_promoted(repo, head)
 
 
 def test_a_retrain_window_becomes_a_gated_candidate_on_a_branch(repo: Path) -> None:
