@@ -18,7 +18,7 @@ from pipelines.core.render import render
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
-SUITES = ["pipeline", "training", "serving", "site"]
+SUITES = ["pipeline", "training", "serving", "site", "monitoring"]
 
 
 def extras(suite: str, module: Any, result: dict[str, Any]) -> dict[str, Any]:

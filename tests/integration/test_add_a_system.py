@@ -96,6 +96,17 @@ def write_system(repo: Path) -> None:
         "minimum_functionality": [],
     }  # fmt: skip
     (conf / "behaviour" / f"{NAME}.yaml").write_text(yaml.safe_dump(behaviour))
+    monitor = {  # what the monitor's replay scenarios shift; thresholds from conf/monitor/default.yaml
+        "defaults": ["default", "_self_"],
+        "min_rows": 100, "min_labelled": 50,
+        "calibration": {"windows": 50, "rows": 100, "seed": 0},
+        "replay": {"rows": 150, "scenarios": {
+            "none": {"kind": "none"},
+            "covariate": {"kind": "covariate", "feature": "tenure", "shift": 12},
+            "broken_nulls": {"kind": "nulls", "feature": "plan"},
+        }},
+    }  # fmt: skip
+    (conf / "monitor" / f"{NAME}.yaml").write_text(yaml.safe_dump(monitor, sort_keys=False))
     (conf / NAME).mkdir()  # step 4: the system, composed from the groups
     system = (
         (conf / "hmda/system.yaml").read_text().replace("hmda", NAME).replace("rules_" + NAME, "rules_hmda")
@@ -135,6 +146,7 @@ def test_the_readme_lists_every_step() -> None:
     steps = re.findall(r"^(\d+)\. ", section, flags=re.M)
     assert [int(s) for s in steps] == list(range(1, README_STEPS + 1)), steps
     for needle in ("data/<system>/raw", "conf/dataset/<system>.yaml", "conf/<system>/system.yaml", "dag",
+                   "conf/monitor/<system>.yaml",
                    "site/curated/<system>/", "make params", "make pipeline SYSTEM=<system>"):  # fmt: skip
         assert needle in section, needle
 
