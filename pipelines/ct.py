@@ -151,6 +151,22 @@ def near_duplicates(rows: list[dict[str, Any]], evaluation: pd.DataFrame, column
     return len(hit)
 
 
+def rejection(before: dict[str, Any], after: dict[str, Any], max_regression: float) -> str | None:
+    """Why the retrained system must not be proposed, or None: no candidate passed the gates, or the new champion's
+    primary metric (same test split) is more than ``max_regression`` below the current champion's."""
+    _, old = primary(before)
+    champion, new = primary(after)
+    if champion is None or new is None:
+        return "no candidate passed the gates"
+    if old is not None and new < old - max_regression:
+        metric = after.get("primary_metric", "the primary metric")
+        return (
+            f"the retrained champion {champion} has {metric} {new:.4f}, more than {max_regression} below the "
+            f"current champion's {old:.4f} on the same test split"
+        )
+    return None
+
+
 def primary(gate: dict[str, Any]) -> tuple[str | None, float | None]:
     champion = gate.get("champion")
     return champion, (gate["models"][champion].get("primary") if champion else None)
@@ -221,17 +237,9 @@ def retrain(
             n: {"status": m.get("status"), "failed": m.get("failed", [])} for n, m in gate["models"].items()
         },
     }
-    worse = new_primary is None or (
-        old_primary is not None and new_primary < old_primary - cfg.ct.max_regression
-    )
-    if worse:
+    why = rejection(gate_before, gate, cfg.ct.max_regression)
+    if why:
         restore(system_yaml, data_file, paths.reports)
-        why = (
-            "no candidate passed the gates"
-            if new_primary is None
-            else f"the new champion's {result['metric']} {new_primary:.4f} is more than {cfg.ct.max_regression} "
-            f"below the current champion's {old_primary:.4f}"
-        )
         return result | {"outcome": "rejected", "why": why}
     branch = f"ct/{system}/{digest[:12]}"
     git("switch", "-c", branch)

@@ -17,7 +17,7 @@ import yaml
 
 from pipelines.core.config import DatasetConfig
 from pipelines.core.errors import PipelineError
-from pipelines.ct import declare, export_csv, fetch, near_duplicates, publish
+from pipelines.ct import declare, export_csv, fetch, near_duplicates, publish, rejection
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -159,3 +159,28 @@ def test_make_ct_publish_needs_a_system() -> None:
         ["make", "--no-print-directory", "ct-publish"], cwd=ROOT, capture_output=True, text=True
     )
     assert proc.returncode != 0 and "usage: make ct-publish SYSTEM=<name>" in proc.stderr
+
+
+def gate(champion: str | None, primary: float | None) -> dict[str, Any]:
+    """A gate report as select writes it (the fields CT reads), from the committed HMDA report."""
+    base = json.loads((ROOT / "reports/hmda/gate.json").read_text())
+    base["champion"] = champion
+    if champion is not None:
+        base["models"][champion]["primary"] = primary
+    return base
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "rejected"),
+    [
+        (("logreg", 0.80), ("logreg", 0.81), None),  # better
+        (("logreg", 0.80), ("logreg", 0.797), None),  # within the tolerance
+        (("logreg", 0.80), ("logreg", 0.79), "more than 0.005 below"),  # worse
+        (("logreg", 0.80), ("hgb", 0.70), "more than 0.005 below"),  # another model, worse
+        (("logreg", 0.80), (None, None), "no candidate passed the gates"),  # every candidate blocked
+        ((None, None), ("logreg", 0.60), None),  # no champion before: any gated one is progress
+    ],
+)
+def test_a_worse_candidate_is_never_proposed(before: tuple, after: tuple, rejected: str | None) -> None:
+    why = rejection(gate(*before), gate(*after), 0.005)
+    assert (why is None) if rejected is None else (why is not None and rejected in why), why
