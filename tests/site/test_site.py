@@ -131,6 +131,19 @@ def test_reader_journey(page: Page, url: str, built: Path) -> None:
     rendered_cleanly(page)
 
 
+def test_monitoring_pages(page: Page, url: str, built: Path) -> None:
+    decision = json.loads((built / "reports/adult/monitor/decision.json").read_text())
+    page.goto(url + "adult/monitoring/")
+    text = page.inner_text("article")
+    assert f"Decision: {decision['decision']}" in text and "Running the loop" in text
+    assert "make replay SYSTEM=adult SCENARIO=covariate" in text
+    rendered_cleanly(page)
+    page.locator("article").get_by_role("link", name="the history of windows").first.click()
+    page.wait_for_url("**/monitoring/history/")
+    assert "Monitoring history" in page.inner_text("article")
+    rendered_cleanly(page)
+
+
 def test_dark_mode_and_search(page: Page, url: str) -> None:
     page.goto(url)
     before = page.get_attribute("body", "data-md-color-scheme")
