@@ -59,8 +59,8 @@ replay: $(STAMP) ## send a replay scenario through the running service (SYSTEM=<
 monitor: $(STAMP) ## collect the live logs and run the monitor stage (SYSTEM=<name>, default all)
 	$(if $(SYSTEM),$(BIN)/python -m pipelines.systems --check $(SYSTEM) >/dev/null,)
 	@for s in $(if $(SYSTEM),$(SYSTEM),$(shell $(BIN)/python -m pipelines.systems)); do \
-	  $(BIN)/python -m pipelines.monitor --system $$s --collect && \
-	  $(BIN)/dvc repro monitor@$$s >/dev/null && \
+	  $(BIN)/python -m pipelines.monitor --system $$s --collect || exit 1; \
+	  $(BIN)/dvc repro monitor@$$s >/dev/null || exit 1; \
 	  echo "monitor@$$s: $$(cat reports/$$s/monitor/decision.txt)"; \
 	done
 
@@ -71,11 +71,13 @@ ct: $(STAMP) ## continuous training: monitor, and on retrain build a candidate o
 
 ct-fetch: $(STAMP) ## copy a system's production logs from CT_SOURCE/<system>/ into logs/ (SYSTEM=<name>)
 	@test -n "$(SYSTEM)" -a -n "$(CT_SOURCE)" || { echo "usage: make ct-fetch SYSTEM=<name> CT_SOURCE=<folder>" >&2; exit 2; }
+	$(BIN)/python -m pipelines.systems --check $(SYSTEM) >/dev/null
 	$(BIN)/python -m pipelines.ct --system $(SYSTEM) --fetch $(CT_SOURCE)
 
 ct-publish: $(STAMP) ## act on make ct's result with gh: a pull request (retrain) or an issue (block, rollback)
 	@test -n "$(SYSTEM)" || { echo "usage: make ct-publish SYSTEM=<name> [DRY_RUN=1]" >&2; exit 2; }
-	$(BIN)/python -m pipelines.ct --system $(SYSTEM) --publish $(if $(DRY_RUN),--dry-run,)
+	$(BIN)/python -m pipelines.systems --check $(SYSTEM) >/dev/null
+	$(BIN)/python -m pipelines.ct --system $(SYSTEM) --publish $(if $(filter 1 yes true,$(DRY_RUN)),--dry-run,)
 
 site: $(STAMP) ## build the documentation site into site/build (runs what it needs)
 	$(if $(SYSTEM),$(BIN)/python -m pipelines.systems --check $(SYSTEM) >/dev/null,)

@@ -20,7 +20,8 @@ Usage: ``python -m pipelines.ct --system NAME [--override KEY=VALUE ...] [--no-c
    is written to ``var/ct/<system>/pr.md``.
 
 The outcome is printed and written to ``var/ct/<system>/result.json`` (``decision``, ``outcome``, ``branch``).
-The working tree must be clean apart from the window and the logs: CT commits what it changes and nothing else.
+The working tree must be clean apart from the window, the logs and what ``make monitor`` writes (its reports and
+``dvc.lock``): CT commits what it changes and nothing else.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import csv
 import hashlib
 import io
 import json
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -52,7 +54,10 @@ HERE = Path(__file__).resolve().parent
 
 def run(cmd: list[str], what: str) -> str:
     """Run a command of the repository; a failure is a PipelineError with its output's tail."""
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    except FileNotFoundError:
+        raise PipelineError(f"{what}: `{cmd[0]}` is not installed or not on PATH") from None
     if proc.returncode != 0:
         tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-25:])
         raise PipelineError(f"{what} failed ({' '.join(cmd)}):\n{tail}")
@@ -289,6 +294,8 @@ def publish(system: str, dry_run: bool) -> dict[str, Any]:
     (``candidate``), or open an issue (``block``, ``rollback``, a rejected candidate); nothing for ``ok`` or a
     deferred retrain. The plan is written to ``var/ct/<system>/action.json``; ``dry_run`` stops there."""
     folder = Path("var/ct") / system
+    if not (folder / "result.json").is_file():
+        raise PipelineError(f"{folder / 'result.json'} not found: run make ct SYSTEM={system} first")
     result = json.loads((folder / "result.json").read_text(encoding="utf-8"))
     decision, outcome = result["decision"], result.get("outcome")
     commands: list[list[str]] = []
@@ -359,6 +366,10 @@ def fetch(system: str, source: Path) -> dict[str, int]:
         for f in files:
             shutil.copyfile(f, dest / f.name)
         copied[sub] = len(files)
+    if not copied["predictions"]:
+        raise PipelineError(
+            f"{root / 'predictions'} holds no prediction log: nothing to monitor (is CT_SOURCE right?)"
+        )
     return copied
 
 
@@ -381,12 +392,18 @@ def main(argv: list[str] | None = None) -> None:
         plan = publish(args.system, args.dry_run)
         print(f"[ct] {args.system}: {plan['action']}" + ("" if not args.dry_run else " (dry run)"))
         for cmd in plan["commands"]:
-            print("  " + " ".join(cmd))
+            print("  " + shlex.join(cmd))
         return
     paths = SystemPaths(args.system)
     params = load_system("params.yaml", args.system)
     cfg = section(params, "monitor", MonitorConfig)
-    allowed = [str(paths.production), "logs", "var"]
+    allowed = [
+        str(paths.production),
+        str(paths.monitor_reports),
+        "dvc.lock",
+        "logs",
+        "var",
+    ]  # make monitor's own
     dirty = dirty_paths(allowed)
     if dirty:
         raise PipelineError(

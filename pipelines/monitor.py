@@ -56,8 +56,8 @@ def window_files(window: Path) -> tuple[list[Path], list[Path], Path | None]:
 def collect(paths: SystemPaths) -> dict[str, int]:
     """Replace ``data/<system>/production`` with copies of the live logs (the README stays); counts of files."""
     sources = {
-        "predictions": sorted(paths.prediction_logs.glob("*.jsonl*")),
-        "labels": sorted(paths.label_logs.glob("*.jsonl")),
+        "predictions": sorted(p for p in paths.prediction_logs.glob("*.jsonl*") if p.is_file()),
+        "labels": sorted(p for p in paths.label_logs.glob("*.jsonl") if p.is_file()),
     }
     metrics = Path("logs/metrics") / paths.system
     with atomic_dir(paths.production) as staging:
@@ -67,7 +67,8 @@ def collect(paths: SystemPaths) -> dict[str, int]:
             for f in files:
                 shutil.copyfile(f, staging / folder / f.name)
         counts = [metrics / n for n in ("metrics.prom", "service.json") if (metrics / n).is_file()]
-        for f in counts[:1]:  # a scrape of the real service wins over in-process counts
+        counts.sort(key=lambda f: f.stat().st_mtime, reverse=True)
+        for f in counts[:1]:  # the newer of a scrape of the service and in-process counts
             shutil.copyfile(f, staging / f.name)
     return {k: len(v) for k, v in sources.items()} | {"service counts": len(counts[:1])}
 

@@ -4,7 +4,7 @@ Usage: ``python -m pipelines.replay --system NAME --scenario NAME [--url URL] [-
 (``make replay SYSTEM=<name> SCENARIO=<name>``). Each scenario of ``<system>.monitor.replay.scenarios`` is one of:
 ``none``; ``covariate`` (add a shift to a numeric feature, clipped to the contract); ``category_mix`` (resample so a
 category makes up a share); ``label_shift`` (resample to a positive rate); ``concept`` (flip the labels of one
-segment); ``nulls`` and ``units`` (a broken feed: a column of nulls, a unit change). Rows come from the test split
+segment); ``scramble`` (labels shuffled: same inputs and base rate, answers no longer follow the inputs); ``nulls`` and ``units`` (a broken feed: a column of nulls, a unit change). Rows come from the test split
 (never seen in training or calibration), without replacement when the split is large enough.
 
 Each record is POSTed to ``/predict`` with an ``X-Request-ID``, so the service writes the prediction log the real
@@ -36,10 +36,14 @@ from pipelines.core.monitor_config import (
     MonitorConfig,
     Nulls,
     Scenario,
+    Scramble,
     Units,
 )
 from pipelines.core.paths import SystemPaths
 from pipelines.core.training import read_split
+
+# what the scoring endpoint answers: a score, a request the contract refuses, an overloaded service
+ANSWERS = {200, 400, 408, 413, 415, 422, 429, 503}
 
 
 def _pick(n: int, size: int, rng: np.random.Generator, p: np.ndarray | None = None) -> np.ndarray:
@@ -87,6 +91,8 @@ def generate(
     elif isinstance(scenario, Concept):
         segment = (window[scenario.feature].astype("string") == scenario.category).fillna(False).to_numpy()
         y = np.where(segment, 1 - y, y)
+    elif isinstance(scenario, Scramble):
+        y = rng.permutation(y)
     return window, y
 
 
@@ -224,8 +230,10 @@ def main(argv: list[str] | None = None) -> None:
             f"the scenarios are: {', '.join(scenarios)}"
         )
     paths = SystemPaths(args.system)
-    rows = args.rows or cfg.replay.rows
+    rows = cfg.replay.rows if args.rows is None else args.rows
     seed = cfg.replay.seed if args.seed is None else args.seed
+    if rows < 1 or seed < 0:
+        raise ConfigError(f"ROWS must be at least 1 and the seed at least 0 (got rows {rows}, seed {seed})")
     test = read_split(paths.processed, "test")
     window, y = generate(test, scenarios[args.scenario], rows, seed, dataset)
     fields = list(params["serving"]["prediction_log"]["feature_fields"])
@@ -249,16 +257,36 @@ def main(argv: list[str] | None = None) -> None:
             write_text_atomic(folder / name, text)
         counts_file = Path("logs/metrics") / args.system / "service.json"
         counts_file.parent.mkdir(parents=True, exist_ok=True)
+        if counts_file.is_file():  # counts add up over replays, as a live service's counters do
+            before = json.loads(counts_file.read_text(encoding="utf-8"))
+            for key in ("requests", "errors", "rejected"):
+                service[key] += int(before.get(key, 0))
+            service["error_rate"] = service["errors"] / max(service["requests"], 1)
         write_json_atomic(counts_file, service)
         print(
             f"[replay] {args.system}/{args.scenario}: {rows} records scored in process by the champion "
             f"({service['rejected']} refused by the contract) -> {paths.prediction_logs}, {paths.label_logs}"
         )
         return
-    status = send(url, records(window, inputs), ids)
-    if not any(status):
+    import httpx
+
+    try:
+        scrape_text = httpx.get(f"{url}/metrics", timeout=10).text
+    except httpx.HTTPError:
         raise PipelineError(
             f"no request reached {url}: start the service first (make serve SYSTEM={args.system})"
+        ) from None
+    if f"{args.system}_predictions_total" not in scrape_text:
+        raise PipelineError(
+            f"the server at {url} is not the {args.system} service: its /metrics has no "
+            f"{args.system}_predictions_total (start it with make serve SYSTEM={args.system}, or give URL=)"
+        )
+    status = send(url, records(window, inputs), ids)
+    unexpected = sorted({s for s in status if s not in ANSWERS})
+    if unexpected:
+        raise PipelineError(
+            f"{url} answered with status {unexpected} ({sum(s in unexpected for s in status)} of {rows} requests): "
+            "not what this service answers; nothing was written"
         )
     ok = [i for i, s in enumerate(status) if s == 200]
     labels = paths.label_logs / f"labels-{args.scenario}-{seed}-{stamp}.jsonl"
@@ -266,8 +294,6 @@ def main(argv: list[str] | None = None) -> None:
     write_text_atomic(
         labels, label_lines([ids[i] for i in ok], y[ok], [times[i] for i in ok], cfg.replay.label_lag_s)
     )
-    import httpx
-
     scrape = Path("logs/metrics") / args.system / "metrics.prom"
     scrape.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(scrape, httpx.get(f"{url}/metrics", timeout=10).text)

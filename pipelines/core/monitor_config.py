@@ -75,6 +75,13 @@ class Concept(Section):
     category: Name
 
 
+class Scramble(Section):
+    """The outcomes stop following the inputs: labels shuffled across the window (same inputs, same base rate).
+    Nothing drifts, yet the champion fails its gates: the ``rollback`` case."""
+
+    kind: Literal["scramble"]
+
+
 class Nulls(Section):
     """A broken feed: ``feature`` arrives null in every row."""
 
@@ -91,7 +98,8 @@ class Units(Section):
 
 
 Scenario = Annotated[
-    NoShift | Covariate | CategoryMix | LabelShift | Concept | Nulls | Units, Field(discriminator="kind")
+    NoShift | Covariate | CategoryMix | LabelShift | Concept | Scramble | Nulls | Units,
+    Field(discriminator="kind"),
 ]
 
 
@@ -101,16 +109,19 @@ TAGGED_MAPPINGS["scenarios"] = {
     "category_mix",
     "label_shift",
     "concept",
+    "scramble",
     "nulls",
     "units",
 }
+# a scenario's name becomes part of a file name (logs/labels/<system>/labels-<scenario>-...)
+ScenarioName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,40}$")]
 
 
 class Replay(Section):
     rows: int = Field(ge=1, le=10_000_000)
     seed: int = Field(ge=0)
     label_lag_s: float = Field(ge=0.0)
-    scenarios: dict[Name, Scenario] = Field(default_factory=dict)
+    scenarios: dict[ScenarioName, Scenario] = Field(default_factory=dict)
 
 
 class MonitorConfig(Section):

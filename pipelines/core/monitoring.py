@@ -374,6 +374,28 @@ def service_broken(service: dict[str, Any] | None, cfg: MonitorConfig) -> str | 
     return None
 
 
+def feed_quality(window: WindowCounts) -> dict[str, int]:
+    """The log's and the label feed's line counts (``pipelines.core.window.count_log``)."""
+    q = np.concatenate(
+        [window.arrays.get("quality", np.zeros(3)), window.arrays.get("label_quality", np.zeros(3))]
+    )
+    keys = ("log_lines", "log_parsed", "invalid_answers", "label_lines", "labels_parsed", "invalid_labels")
+    return {k: int(v) for k, v in zip(keys, q, strict=True)}
+
+
+def unreadable(q: dict[str, int], cfg: MonitorConfig) -> str | None:
+    """Why the log or the label feed is broken (too many lines unreadable or invalid), or None."""
+    limit = cfg.broken_feed.max_error_rate
+    out = []
+    for what, lines, bad in (
+        ("prediction-log", q["log_lines"], q["log_lines"] - q["log_parsed"] + q["invalid_answers"]),
+        ("label", q["label_lines"], q["label_lines"] - q["labels_parsed"] + q["invalid_labels"]),
+    ):
+        if lines and bad / lines > limit:
+            out.append(f"{bad} of {lines} {what} lines are unreadable or invalid (above {limit:.0%})")
+    return "; ".join(out) or None
+
+
 def coarse(counts: np.ndarray, bins: int = 10) -> np.ndarray:
     """Equal-width fine bins merged into ``bins`` (exact: counts add)."""
     groups = np.arange(counts.size) * bins // counts.size
@@ -402,10 +424,12 @@ def analyse(
         "fairness": None,
         "ranking": [],
         "other_reasons": {},
+        "quality": None,
     }
-    refused = service_broken(service, cfg)
-    if refused:  # the feed is broken whatever reached the log: the contract refused most requests
-        result |= {"status": "judged", "decision": "block", "reasons": [f"broken feed: {refused}"]}
+    result["quality"] = feed_quality(window)
+    refused = [r for r in (service_broken(service, cfg), unreadable(result["quality"], cfg)) if r]
+    if refused:  # the feed is broken whatever reached the log: refused requests, unreadable lines
+        result |= {"status": "judged", "decision": "block", "reasons": [f"broken feed: {r}" for r in refused]}
         return result
     if rows < cfg.min_rows:
         result |= {
@@ -579,19 +603,19 @@ def analyse(
             reasons["retrain"].append(
                 f"estimated decay (CBPE, no labels yet): ROC AUC {est:.3f}, {ref_auc - est:.3f} below the reference"
             )
-    for name in ranking:
-        c = checks[name]
-        if c["alarm"] and name != "performance":  # decay has its own reason above
-            what = name.replace("feature:", "feature ")
-            reasons["retrain"].append(
-                f"drift in {what}: severity {c['severity']:.2f} (effect over threshold), Holm-adjusted p {c['p_adjusted']:.2g}"
-            )
+    drifted = [  # the causes first, in the ranking's order; decay and gate failures after them
+        f"drift in {name.replace('feature:', 'feature ')}: severity {checks[name]['severity']:.2f} (effect over "
+        f"threshold), Holm-adjusted p {checks[name]['p_adjusted']:.2g}"
+        for name in ranking
+        if checks[name]["alarm"] and name != "performance"  # decay has its own reason
+    ]
+    reasons["retrain"] = drifted + reasons["retrain"]
     # A gate failure that drift in the inputs or the labels explains is the world changing: retrain. One that no
     # drift explains (same inputs, same base rate, worse answers: a bad release or a changed concept) rolls the
     # live champion back and asks a human (ct.yml opens an issue).
     explained = any(c["alarm"] for k, c in checks.items() if k.startswith("feature:") or k == "label")
     if explained and reasons["rollback"]:
-        reasons["retrain"] = reasons["rollback"] + reasons["retrain"]
+        reasons["retrain"] += reasons["rollback"]
         reasons["rollback"] = []
     decision = next((d for d in ("block", "rollback", "retrain") if reasons[d]), "ok")
     result["status"] = "judged"

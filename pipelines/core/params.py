@@ -205,7 +205,8 @@ def dag_checks(dag: Any, typed: dict[str, Params], failed: set[str] = frozenset(
             if family is None or cfg.family == family
         }
         for key, item in entries.items():
-            if isinstance(item, dict) and item.get("system") in failed:
+            system = item.get("system") if isinstance(item, dict) else None
+            if isinstance(system, str) and system in failed:  # any YAML value may stand here, a list too
                 continue
             got = (
                 (item.get("system"), item.get("model"), item.get("base")) if isinstance(item, dict) else None

@@ -164,7 +164,9 @@ def count_table(con: duckdb.DuckDBPyConnection, table: str, spec: WindowSpec) ->
             values = _fetch_float(con, f"SELECT CAST({col} AS DOUBLE) FROM {q}")
             idx = _numeric_bins(values, f.cuts)
             out.arrays[f"feature:{f.name}"] = np.bincount(idx, minlength=f.size).astype(float)
-            out.arrays[f"sums:{f.name}"] = np.bincount(idx, weights=np.nan_to_num(values), minlength=f.size)
+            # sums for the bins' mean values; absurd magnitudes are capped (they fall in the above/below bins)
+            capped = np.nan_to_num(np.clip(values, -1e12, 1e12))
+            out.arrays[f"sums:{f.name}"] = np.bincount(idx, weights=capped, minlength=f.size)
             for y in (0, 1):
                 out.arrays[f"class{y}:{f.name}"] = np.bincount(idx[labels == y], minlength=f.size).astype(
                     float
@@ -250,9 +252,22 @@ def log_schema(spec: WindowSpec) -> dict[str, str]:
         "role": "VARCHAR",
         "shadow": "BOOLEAN",
         "score": "DOUBLE",
-        "decision": "INTEGER",
+        "decision": "BIGINT",
         "features": f"STRUCT({features})",
     }
+
+
+def line_count(path: Path) -> int:
+    """Non-blank lines of a text file, read in 16 MiB chunks (a count for the log's quality figures)."""
+    n, last = 0, b"\n"
+    with path.open("rb") as fh:
+        while chunk := fh.read(1 << 24):
+            n += chunk.count(b"\n") - chunk.count(b"\n\n")
+            last = chunk[-1:]
+    return n + (last != b"\n")
+
+
+VALID = "score IS NOT NULL AND isfinite(score) AND score BETWEEN 0 AND 1 AND decision IN (0, 1)"
 
 
 def count_log(
@@ -260,31 +275,63 @@ def count_log(
 ) -> WindowCounts:
     """Counts of the champion's answered traffic in JSONL prediction-log ``files`` (shadow copies and the
     challenger's answers are left out), joined by ``request_id`` with the delayed labels in ``labels`` (JSONL lines
-    ``{"request_id", "label", "time"}``; the last label of a request wins). One file at a time, merged."""
+    ``{"request_id", "label", "time"}`` with label 0 or 1; the last label of a request wins). One file at a time,
+    merged.
+
+    Nothing unreadable stops it, and nothing is dropped unseen: ``arrays["quality"]`` counts log lines, lines that
+    parsed and champion answers with an invalid score or decision (not a number in [0, 1], not 0 or 1), additive
+    over partitions; ``arrays["label_quality"]`` counts the label feed's lines, labels that parsed and labels that
+    are not 0 or 1 (the feed is read whole by each call: it is joined, not partitioned). The monitor judges a feed
+    with too many as broken."""
     total = WindowCounts()
+    quality = np.zeros(3)  # log lines, parsed, invalid answers
+    label_quality = np.zeros(3)  # label lines, labels parsed, invalid labels
     con = duckdb.connect(config={"threads": threads})
     try:
         label_files = [str(p) for p in labels or []]
         if label_files:
             con.execute(
-                "CREATE TEMP TABLE labels AS SELECT request_id, arg_max(label, time) AS label, max(time) AS label_time "
-                "FROM read_json(?, format='newline_delimited', columns={'request_id': 'VARCHAR', "
-                "'label': 'INTEGER', 'time': 'VARCHAR'}, ignore_errors=true) GROUP BY request_id",
+                "CREATE TEMP TABLE label_lines AS SELECT * FROM read_json(?, format='newline_delimited', "
+                "columns={'request_id': 'VARCHAR', 'label': 'BIGINT', 'time': 'VARCHAR'}, ignore_errors=true)",
                 [label_files],
+            )
+            label_quality[0] = sum(line_count(Path(p)) for p in label_files)
+            parsed, invalid = con.execute(
+                "SELECT count(*), count(*) FILTER (WHERE label NOT IN (0, 1) OR label IS NULL OR request_id IS NULL) "
+                "FROM label_lines"
+            ).fetchone() or (0, 0)
+            label_quality[1], label_quality[2] = parsed, invalid
+            con.execute(
+                "CREATE TEMP TABLE labels AS SELECT request_id, arg_max(label, time)::INTEGER AS label, "
+                "max(time) AS label_time FROM label_lines WHERE label IN (0, 1) AND request_id IS NOT NULL "
+                "GROUP BY request_id"
             )
         else:
             con.execute("CREATE TEMP TABLE labels (request_id VARCHAR, label INTEGER, label_time VARCHAR)")
         schema = log_schema(spec)
         feature_cols = ", ".join(f'l.features."{f.name}" AS "{f.name}"' for f in spec.features)
         for path in files:
+            con.execute("DROP TABLE IF EXISTS raw")
             con.execute("DROP TABLE IF EXISTS w")
             con.execute(
-                f"CREATE TEMP TABLE w AS SELECT l.request_id, l.time, l.score, l.decision, {feature_cols}, "
-                "b.label, b.label_time FROM read_json(?, format='newline_delimited', columns=?, ignore_errors=true) l "
-                "LEFT JOIN labels b USING (request_id) WHERE l.role = 'champion' AND NOT coalesce(l.shadow, false)",
+                "CREATE TEMP TABLE raw AS SELECT * FROM read_json(?, format='newline_delimited', columns=?, "
+                "ignore_errors=true)",
                 [str(path), schema],
+            )
+            quality[0] += line_count(path)
+            parsed, invalid = con.execute(
+                f"SELECT count(*), count(*) FILTER (WHERE role = 'champion' AND NOT ({VALID})) FROM raw"
+            ).fetchone() or (0, 0)
+            quality[1] += parsed
+            quality[2] += invalid
+            con.execute(
+                f"CREATE TEMP TABLE w AS SELECT l.request_id, l.time, l.score, l.decision, {feature_cols}, "
+                "b.label, b.label_time FROM raw l LEFT JOIN labels b USING (request_id) "
+                f"WHERE l.role = 'champion' AND NOT coalesce(l.shadow, false) AND {VALID}"
             )
             total = total.merge(count_table(con, "w", spec))
     finally:
         con.close()
+    total.arrays["quality"] = quality
+    total.arrays["label_quality"] = label_quality
     return total

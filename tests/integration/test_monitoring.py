@@ -157,3 +157,27 @@ def test_too_small_a_window_is_insufficient_data_not_an_alarm(tmp_path: Path) ->
     result = judge(c["reference"], tmp_path, cfg, c["params"]["evaluation"]["gates"], "adult", service)
     assert result["decision"] == "ok" and result["status"] == "insufficient data"
     assert "insufficient data" in result["reasons"][0]
+
+
+@pytest.mark.parametrize("system", ["adult", "hmda"])
+def test_answers_that_stop_following_the_inputs_roll_back(system: str, tmp_path: Path) -> None:
+    """Labels shuffled: same inputs, same base rate, the champion's gates fail with nothing to explain it."""
+    results = run(system, "scrambled", tmp_path)
+    rolled = [
+        r["decision"] == "rollback" and r["reasons"][0].startswith("the live champion fails a gate")
+        for r in results
+    ]
+    assert sum(rolled) / WINDOWS >= 0.9, Counter(r["decision"] for r in results)
+
+
+def test_an_unreadable_log_blocks_and_says_how_much(tmp_path: Path) -> None:
+    result, _ = window("adult", "none", 1, tmp_path / "w")
+    assert result["decision"] == "ok"
+    log = tmp_path / "w/predictions/p.jsonl"
+    lines = log.read_text().splitlines()
+    broken = [x if i % 3 else x[: len(x) // 2] for i, x in enumerate(lines)]  # a third of the lines torn
+    log.write_text("\n".join(broken) + "\n")
+    c = context("adult")
+    again = judge(c["reference"], tmp_path / "w", c["cfg"], c["params"]["evaluation"]["gates"], "adult")
+    assert again["decision"] == "block" and "lines are unreadable or invalid" in again["reasons"][0]
+    assert again["quality"]["log_lines"] == len(lines) and again["quality"]["log_parsed"] < len(lines)

@@ -170,6 +170,8 @@ CASES = [
     ("monitor.replay.scenarios.label_shift.positive_rate", 1.0, ["positive_rate"]),
     ("monitor.replay.scenarios.broken_units.factor", 0, ["monitor.replay.scenarios.broken_units.factor"]),
     ("serving.prediction_log.feature_fields", ["age"], ["does not keep", "continuous training"]),
+    ("dag.train.adult-tabular_nn.system", ["adult"], ["dag.train.adult-tabular_nn: must be"]),
+    ("dag.train.adult-tabular_nn", "adult", ["dag.train.adult-tabular_nn: must be"]),
     ("split.extra_train", ["nosuch"], ["split.extra_train.0: 'nosuch' is not a key of dataset.files"]),
     ("split.extra_train", ["test"], ["split.extra_train.0: 'test' is already split.test"]),
 ]
