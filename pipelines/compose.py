@@ -85,6 +85,25 @@ def main(argv: list[str] | None = None) -> None:
         check(composed)
         args.output.write_text(composed.read_text(encoding="utf-8"), encoding="utf-8")
     print(f"wrote {args.output} (every section valid)")
+    if args.output.resolve() == (ROOT / "params.yaml").resolve():
+        for folder in production_folders(args.output):
+            print(f"created {folder} (the window `make monitor` collects; a new system starts empty)")
+
+
+def production_folders(params_file: Path) -> list[Path]:
+    """Give every system its production-window folder with its README (the monitor stage depends on it);
+    returns the folders created. A new system gets one when ``make params`` first composes it."""
+    from pipelines.core.config import load_params, systems_of
+    from pipelines.core.paths import PRODUCTION_README, SystemPaths
+
+    created = []
+    for system in systems_of(load_params(params_file)):
+        readme = ROOT / SystemPaths(system).production / "README.md"
+        if not readme.parent.exists():
+            readme.parent.mkdir(parents=True)
+            readme.write_text(PRODUCTION_README.format(system=system), encoding="utf-8")
+            created.append(readme.parent.relative_to(ROOT))
+    return created
 
 
 def check(path: Path) -> None:

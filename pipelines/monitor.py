@@ -31,17 +31,11 @@ from pipelines.core.io import atomic_dir, write_json_atomic, write_text_atomic
 from pipelines.core.model_config import EvaluationConfig
 from pipelines.core.monitor_config import MonitorConfig
 from pipelines.core.monitoring import Reference, analyse, build_reference, summary
+from pipelines.core.paths import PRODUCTION_README as README
 from pipelines.core.paths import SystemPaths
 from pipelines.core.service_metrics import service_stats
 from pipelines.core.training import read_split
 from pipelines.core.window import WindowCounts, count_log
-
-README = """# Production window of `{system}`
-
-`make monitor SYSTEM={system}` collects the live prediction log, the delayed labels and a scrape of the service's
-`/metrics` here, then runs the `monitor@{system}` stage on them. This file is the only thing committed when no
-window has been collected: the monitor then reports "insufficient data".
-"""
 
 
 def window_files(window: Path) -> tuple[list[Path], list[Path], Path | None]:

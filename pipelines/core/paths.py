@@ -26,6 +26,13 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+PRODUCTION_README = """# Production window of `{system}`
+
+`make monitor SYSTEM={system}` collects the live prediction log, the delayed labels and a scrape of the service's
+`/metrics` here, then runs the `monitor@{system}` stage on them. This file is the only thing committed when no
+window has been collected: the monitor then reports "insufficient data".
+"""
+
 SYSTEM_NAME = re.compile(r"^[a-z][a-z0-9_]{0,30}$")
 
 
