@@ -258,13 +258,13 @@ def log_schema(spec: WindowSpec) -> dict[str, str]:
 
 
 def line_count(path: Path) -> int:
-    """Non-blank lines of a text file, read in 16 MiB chunks (a count for the log's quality figures)."""
+    """Lines of a text file, read in 16 MiB chunks (the log's quality figures; a blank line counts as unreadable)."""
     n, last = 0, b"\n"
     with path.open("rb") as fh:
         while chunk := fh.read(1 << 24):
-            n += chunk.count(b"\n") - chunk.count(b"\n\n")
+            n += chunk.count(b"\n")
             last = chunk[-1:]
-    return n + (last != b"\n")
+    return n + (last != b"\n")  # a last line without its newline (a write cut short) counts too
 
 
 VALID = "score IS NOT NULL AND isfinite(score) AND score BETWEEN 0 AND 1 AND decision IN (0, 1)"
@@ -310,24 +310,24 @@ def count_log(
             con.execute("CREATE TEMP TABLE labels (request_id VARCHAR, label INTEGER, label_time VARCHAR)")
         schema = log_schema(spec)
         feature_cols = ", ".join(f'l.features."{f.name}" AS "{f.name}"' for f in spec.features)
+        source = "read_json(?, format='newline_delimited', columns=?, ignore_errors=true)"
         for path in files:
-            con.execute("DROP TABLE IF EXISTS raw")
-            con.execute("DROP TABLE IF EXISTS w")
-            con.execute(
-                "CREATE TEMP TABLE raw AS SELECT * FROM read_json(?, format='newline_delimited', columns=?, "
-                "ignore_errors=true)",
+            con.execute("DROP VIEW IF EXISTS w")
+            con.execute("DROP TABLE IF EXISTS parsed")
+            quality[0] += line_count(path)
+            con.execute(  # one parse of the file: the columns counted, joined with the labels
+                f"CREATE TEMP TABLE parsed AS SELECT l.request_id, l.time, l.role, l.shadow, l.score, l.decision, "
+                f"{feature_cols}, b.label, b.label_time FROM {source} l LEFT JOIN labels b USING (request_id)",
                 [str(path), schema],
             )
-            quality[0] += line_count(path)
-            parsed, invalid = con.execute(
-                f"SELECT count(*), count(*) FILTER (WHERE role = 'champion' AND NOT ({VALID})) FROM raw"
+            n_parsed, invalid = con.execute(
+                f"SELECT count(*), count(*) FILTER (WHERE role = 'champion' AND NOT ({VALID})) FROM parsed"
             ).fetchone() or (0, 0)
-            quality[1] += parsed
+            quality[1] += n_parsed
             quality[2] += invalid
             con.execute(
-                f"CREATE TEMP TABLE w AS SELECT l.request_id, l.time, l.score, l.decision, {feature_cols}, "
-                "b.label, b.label_time FROM raw l LEFT JOIN labels b USING (request_id) "
-                f"WHERE l.role = 'champion' AND NOT coalesce(l.shadow, false) AND {VALID}"
+                "CREATE TEMP VIEW w AS SELECT * FROM parsed "
+                f"WHERE role = 'champion' AND NOT coalesce(shadow, false) AND {VALID}"
             )
             total = total.merge(count_table(con, "w", spec))
     finally:
