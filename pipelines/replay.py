@@ -276,10 +276,10 @@ def main(argv: list[str] | None = None) -> None:
         raise PipelineError(
             f"no request reached {url}: start the service first (make serve SYSTEM={args.system})"
         ) from None
-    if f"{args.system}_predictions_total" not in scrape_text:
+    if f"{args.system}_model_ready" not in scrape_text:  # a gauge every worker sets once its models load
         raise PipelineError(
             f"the server at {url} is not the {args.system} service: its /metrics has no "
-            f"{args.system}_predictions_total (start it with make serve SYSTEM={args.system}, or give URL=)"
+            f"{args.system}_model_ready (start it with make serve SYSTEM={args.system}, or give URL=)"
         )
     status = send(url, records(window, inputs), ids)
     unexpected = sorted({s for s in status if s not in ANSWERS})
