@@ -538,7 +538,7 @@ def analyse(
     if ref_auc is not None and now_auc is not None:  # decay is ranked with the drift checks
         # material (a drop over max_auc_drop) and significant: a one-sided z-test at false_alarm_rate on the
         # difference, each side's standard error read from its 95% bootstrap interval (width / 3.92); the
-        # reference is a sample too (HMDA's valid split has 45 denials)
+        # reference is a sample too (a small valid split's AUC is uncertain as well)
         se = [
             (hi - lo) / 3.92 if lo is not None and hi is not None else 0.0
             for lo, hi in (

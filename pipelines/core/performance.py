@@ -2,7 +2,7 @@
 
 Inputs are per-score-bin vectors over equal-width bins of [0, 1] (``pipelines.core.window``): rows, the sum of
 scores, label counts and positives. Ties within a bin count half, so ROC AUC from 100 bins is within a bin's
-resolution of the row-level value (measured on Adult's test split: |difference| < 0.001).
+resolution of the row-level value (tests/unit/test_drift.py: within 0.002 on 5,000 rows).
 
 The estimate is confidence-based performance estimation (CBPE, as NannyML describes it): with calibrated scores,
 a row with score s is a positive with probability s, so expected positives per bin are the sum of scores and
