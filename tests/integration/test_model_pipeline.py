@@ -127,12 +127,13 @@ def test_dvc_sees_metrics_and_plots(baseline: Path) -> None:
 
 def test_gate_change_reruns_only_select_and_package(repo: Path) -> None:
     compose(repo, "adult.evaluation.gates.max_ece.threshold=0.06")
-    # the champion's release.json records the new gate verdicts, so the package and the documents follow;
-    # no model retrains and nothing is re-evaluated
+    # the champion's release.json records the new gate verdicts, so the package and the documents follow, and
+    # the monitor (it judges the live champion against the gates); no model retrains, nothing is re-evaluated
     assert ran(run(["dvc", "repro"], repo).stdout) == [
         "check_params",
         "select@adult",
         "package@adult",
+        "monitor@adult",
         "report@adult",
     ]
 
@@ -150,8 +151,9 @@ def test_model_change_reruns_only_what_depends_on_it(repo: Path) -> None:
     downstream = {
         "check_params",
         "package@adult",
+        "monitor@adult",
         "report@adult",
-    }  # package follows when hgb is champion or challenger
+    }  # package and monitor follow when hgb is champion or challenger
     assert set(stages) - downstream == expected, stages
 
 
