@@ -320,8 +320,9 @@ def count_log(
                 f"{feature_cols}, b.label, b.label_time FROM {source} l LEFT JOIN labels b USING (request_id)",
                 [str(path), schema],
             )
-            n_parsed, invalid = con.execute(
-                f"SELECT count(*), count(*) FILTER (WHERE role = 'champion' AND NOT ({VALID})) FROM parsed"
+            n_parsed, invalid = con.execute(  # an unreadable line comes back as a row of nulls: not parsed
+                "SELECT count(*) FILTER (WHERE request_id IS NOT NULL AND role IS NOT NULL), "
+                f"count(*) FILTER (WHERE role = 'champion' AND NOT ({VALID})) FROM parsed"
             ).fetchone() or (0, 0)
             quality[1] += n_parsed
             quality[2] += invalid
