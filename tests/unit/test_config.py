@@ -85,6 +85,11 @@ def test_every_option_file_is_used() -> None:
     """Each option under conf/<group>/ is a default of some system or of the root (so params.yaml checks it)."""
     used = {(g, o) for s in SYSTEMS for g, _, o in system_defaults(s)}
     used |= {(g, o) for entry in ROOT_CONFIG["defaults"] if isinstance(entry, dict) for g, o in entry.items()}
+    for group_dir in (ROOT / "conf").iterdir():  # an option another option of its group starts from
+        for option in group_dir.glob("*.yaml") if group_dir.is_dir() else []:
+            data = yaml.safe_load(option.read_text()) or {}
+            bases = data.get("defaults", []) if isinstance(data, dict) else []
+            used |= {(group_dir.name, b) for b in bases if isinstance(b, str) and b != "_self_"}
     for group_dir in (ROOT / "conf").iterdir():
         if group_dir.is_dir() and group_dir.name not in ("experiment", *SYSTEMS):
             for option in group_dir.glob("*.yaml"):
