@@ -129,13 +129,11 @@ def test_gate_change_reruns_only_select_and_package(repo: Path) -> None:
     compose(repo, "adult.evaluation.gates.max_ece.threshold=0.06")
     # the champion's release.json records the new gate verdicts, so the package and the documents follow, and
     # the monitor (it judges the live champion against the gates); no model retrains, nothing is re-evaluated
-    assert ran(run(["dvc", "repro"], repo).stdout) == [
-        "check_params",
-        "select@adult",
-        "package@adult",
-        "monitor@adult",
-        "report@adult",
-    ]
+    stages = ran(run(["dvc", "repro"], repo).stdout)
+    assert stages[0] == "check_params" and stages[-1] == "report@adult", stages
+    assert sorted(stages) == sorted(
+        ["check_params", "select@adult", "package@adult", "monitor@adult", "report@adult"]
+    )
 
 
 def test_model_change_reruns_only_what_depends_on_it(repo: Path) -> None:
