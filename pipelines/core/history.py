@@ -41,16 +41,21 @@ def _summary(gate: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def commits(limit: int, gate: str, cwd: Path | None = None) -> list[dict[str, Any]]:
-    """The commits that changed the gate report ``gate`` (a path), newest first, with their champion."""
-    out = _git("log", f"-n{limit}", "--format=%H%x09%cs%x09%s", "--", gate, cwd=cwd) or ""
+def _changes(limit: int, path: str, cwd: Path | None) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """(commit, date, subject) and the JSON file ``path`` as committed, for each commit that changed it."""
+    out = _git("log", f"-n{limit}", "--format=%H%x09%cs%x09%s", "--", path, cwd=cwd) or ""
     rows = []
     for line in out.splitlines():
         sha, date, subject = line.split("\t", 2)
-        found = _gate_at(sha, cwd, gate)
+        found = _gate_at(sha, cwd, path)
         if found:
-            rows.append({"commit": sha[:10], "date": date, "subject": subject, **_summary(found)})
+            rows.append(({"commit": sha[:10], "date": date, "subject": subject}, found))
     return rows
+
+
+def commits(limit: int, gate: str, cwd: Path | None = None) -> list[dict[str, Any]]:
+    """The commits that changed the gate report ``gate`` (a path), newest first, with their champion."""
+    return [head | _summary(found) for head, found in _changes(limit, gate, cwd)]
 
 
 def experiments(limit: int, gate: str, cwd: Path | None = None) -> list[dict[str, Any]]:
@@ -79,14 +84,9 @@ def experiments(limit: int, gate: str, cwd: Path | None = None) -> list[dict[str
 
 def windows(limit: int, decision: str, cwd: Path | None = None) -> list[dict[str, Any]]:
     """The commits that changed the monitor's ``decision`` file (a path), newest first, with its figures."""
-    out = _git("log", f"-n{limit}", "--format=%H%x09%cs%x09%s", "--", decision, cwd=cwd) or ""
-    rows = []
-    for line in out.splitlines():
-        sha, date, subject = line.split("\t", 2)
-        found = _gate_at(sha, cwd, decision)
-        if found and "decision" in found:
-            keys = ("decision", "rows", "labelled", "realized_auc", "estimated_auc", "top_alarm", "dp_ratio")
-            rows.append(
-                {"commit": sha[:10], "date": date, "subject": subject, **{k: found.get(k) for k in keys}}
-            )
-    return rows
+    keys = ("decision", "rows", "labelled", "realized_auc", "estimated_auc", "top_alarm", "dp_ratio")
+    return [
+        head | {k: found.get(k) for k in keys}
+        for head, found in _changes(limit, decision, cwd)
+        if "decision" in found
+    ]
