@@ -21,9 +21,10 @@ from typing import Any
 import duckdb
 import numpy as np
 
+from pipelines.core.fairness import JOIN  # groups named as the evaluation names them
+
 OTHER = "(other)"
 NULL = "(null)"
-JOIN = " / "
 # label lag bins, seconds: <1 min, <1 h, <1 d, <7 d, <30 d, later
 LAG_EDGES = [60.0, 3600.0, 86400.0, 7 * 86400.0, 30 * 86400.0]
 GROUP_FIELDS = ["rows", "selected", "labelled", "label_positive", "true_positive", "false_positive"]
@@ -229,7 +230,7 @@ def count_table(con: duckdb.DuckDBPyConnection, table: str, spec: WindowSpec) ->
         lag += np.bincount(np.searchsorted(LAG_EDGES, lags, side="right"), minlength=lag.size)
     out.arrays["lag"] = lag
     for columns in spec.groups:
-        keys = " || ' / ' || ".join(f"coalesce(CAST(\"{c}\" AS VARCHAR), '{NULL}')" for c in columns)
+        keys = f" || '{JOIN}' || ".join(f"coalesce(CAST(\"{c}\" AS VARCHAR), '{NULL}')" for c in columns)
         sql = (
             f"SELECT {keys} AS g, count(*), sum(decision), count(label), sum(label), "
             f"sum(CASE WHEN label = 1 AND decision = 1 THEN 1 ELSE 0 END), "
