@@ -7,6 +7,9 @@ each (the launcher reads the peak resident set of the process tree, ``benchmarks
 
 - ``counting``: DuckDB reads the 10 partitions and the label feed and reduces them to window counts
   (``pipelines.core.window.count_log``, 2 threads);
+- ``judging``: from JSONL to the decision against the stored reference, as an on-call engineer runs it
+  (``python -m pipelines.monitor --window ... --out ... --reference artifacts/<system>/monitor/reference.json``):
+  start-up and imports, counting, analysis, reports;
 - ``monitor``: the whole judgement as the stage runs it (``python -m pipelines.monitor --window ... --out ...``):
   loading the splits and the champion, building and calibrating the reference, counting, analysing, writing.
 
@@ -87,6 +90,7 @@ def run(repeats: int) -> dict[str, Any]:
         reference = ROOT / "artifacts" / SYSTEM / "monitor" / "reference.json"
         counting: list[Sample] = []
         monitor: list[Sample] = []
+        judging: list[Sample] = []
         inside: list[float] = []
         for i in range(repeats):
             s = run_measured(["python", "-c", COUNT, str(window), str(reference)], ROOT)
@@ -107,11 +111,14 @@ def run(repeats: int) -> dict[str, Any]:
                 str(out),
             ]
             monitor.append(run_measured(cmd, ROOT))
+            stored = [*cmd[:-1], str(Path(tmp) / f"judged{i}"), "--reference", str(reference)]
+            judging.append(run_measured(stored, ROOT))
         result = json.loads((Path(tmp) / "out0" / "decision.json").read_text())
     return {
         "repeats": repeats,
         "window": facts | {"labelled": report["labelled"], "partitions": PARTITIONS},
         "counting": summarize(counting) | {"seconds_inside": round(sorted(inside)[len(inside) // 2], 3)},
         "monitor": summarize(monitor),
+        "judging": summarize(judging),
         "decision": result["decision"],
     }

@@ -23,18 +23,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from models.predictor import ArtifactError, load_predictor
 from pipelines.core import runlog
 from pipelines.core.config import DatasetConfig, load_system, section
 from pipelines.core.errors import PipelineError, stage_main
 from pipelines.core.io import atomic_dir, write_json_atomic, write_text_atomic
-from pipelines.core.model_config import EvaluationConfig
 from pipelines.core.monitor_config import MonitorConfig
 from pipelines.core.monitoring import Reference, analyse, build_reference, summary
 from pipelines.core.paths import PRODUCTION_README as README
 from pipelines.core.paths import SystemPaths
 from pipelines.core.service_metrics import service_stats
-from pipelines.core.training import read_split
 from pipelines.core.window import WindowCounts, count_log
 
 
@@ -68,6 +65,10 @@ def collect(paths: SystemPaths) -> dict[str, int]:
 
 
 def reference_for(params: Any, paths: SystemPaths, cfg: MonitorConfig) -> Reference:
+    from models.predictor import ArtifactError, load_predictor  # here: judging a stored reference needs none
+    from pipelines.core.model_config import EvaluationConfig
+    from pipelines.core.training import read_split
+
     dataset = section(params, "dataset", DatasetConfig)
     evaluation = section(params, "evaluation", EvaluationConfig)
     logged = list(params["serving"]["prediction_log"]["feature_fields"])
@@ -119,7 +120,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--out", type=Path, help="write the judgement here instead of reports/<system>/monitor"
     )
+    parser.add_argument(
+        "--reference",
+        type=Path,
+        help="judge against this stored reference (artifacts/<system>/monitor/reference.json) instead of building "
+        "it; needs --out: a quick look at a window, not the stage",
+    )
     args = parser.parse_args(argv)
+    if args.reference is not None and args.out is None:
+        raise PipelineError("--reference needs --out: the stage's own outputs come from the reference it builds")
     paths = SystemPaths(args.system)
     params = load_system(args.params, args.system)
     cfg = section(params, "monitor", MonitorConfig)
@@ -128,7 +137,13 @@ def main(argv: list[str] | None = None) -> None:
         print(f"[monitor] collected {n} into {paths.production}")
         return
     started = time.perf_counter()
-    reference = reference_for(params, paths, cfg)
+    if args.reference is not None:
+        try:
+            reference = Reference.from_dict(json.loads(args.reference.read_text(encoding="utf-8")))
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise PipelineError(f"--reference {args.reference}: not a stored reference ({err})") from None
+    else:
+        reference = reference_for(params, paths, cfg)
     gates = {k: v for k, v in params["evaluation"]["gates"].items()}
     result = judge(reference, args.window or paths.production, cfg, gates, args.system)
     out = args.out or paths.monitor_reports

@@ -24,11 +24,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pipelines.core.groups import JOIN
 from pipelines.core.metrics import with_ci
 
 GROUP_METRICS = ("selection_rate", "tpr", "fpr", "precision")
 DISPARITIES = ("demographic_parity_difference", "demographic_parity_ratio", "equalized_odds_difference")
-JOIN = " / "
 MISSING = "(missing)"
 UNDEFINED_WHY = {
     "selection_rate": "no rows",

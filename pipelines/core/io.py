@@ -9,9 +9,10 @@ import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
+if TYPE_CHECKING:  # pandas loads in the functions that use it: judging a window does not (0.5 s)
+    import pandas as pd
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -80,4 +81,6 @@ def write_parquet(frame: pd.DataFrame, path: str | Path, index: bool = False) ->
 
 def read_parquet(path: str | Path) -> pd.DataFrame:
     """Read a parquet table written by :func:`write_parquet`."""
+    import pandas as pd
+
     return pd.read_parquet(path, engine="pyarrow")

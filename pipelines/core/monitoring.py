@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 import numpy as np
-import pandas as pd
-from scipy.stats import chi2, norm
+from scipy import special  # chdtrc: chi-square survival; ndtr: normal CDF (scipy.stats takes 1 s to import)
 
 from pipelines.core import drift
 from pipelines.core import performance as perf
@@ -31,6 +30,9 @@ from pipelines.core.window import (
     _numeric_bins,
     count_table,
 )
+
+if TYPE_CHECKING:  # pandas loads where a frame is counted (building the reference), not to judge a window
+    import pandas as pd
 
 DECISIONS = ("ok", "retrain", "block", "rollback")
 MIN_GROUP_ROWS = 30  # groups smaller than this are shown but not compared (their rates are noise)
@@ -61,6 +63,8 @@ def feature_bins(
 
 def row_bins(frame: pd.DataFrame, f: FeatureBins) -> np.ndarray:
     """The bin of each row of ``frame`` for feature ``f`` (the same bins :func:`count_table` counts)."""
+    import pandas as pd
+
     if f.kind == "numeric":
         return _numeric_bins(frame[f.name].astype(float).to_numpy(), f.cuts)
     position = {c: i for i, c in enumerate(f.categories)}
@@ -285,6 +289,8 @@ def build_reference(
 ) -> Reference:
     """The reference: bins and feature counts from ``train``; the champion's ``valid_scores`` on ``valid`` with
     its labels (column ``label``, 0/1); thresholds calibrated on ``valid``."""
+    import pandas as pd
+
     features = feature_bins(train, numeric, categorical, cfg)
     spec = WindowSpec(features, groups, cfg.score_bins)
     cols = [f.name for f in features]
@@ -525,7 +531,7 @@ def analyse(
                 )
                 for y in (0, 1)
             )
-            checks[f"feature:{f.name}"]["p_value_given_label"] = float(chi2.sf(g_sum, dof)) if dof else 1.0
+            checks[f"feature:{f.name}"]["p_value_given_label"] = float(special.chdtrc(dof, g_sum)) if dof else 1.0
     tested = {k: c for k, c in checks.items() if "p_value" in c}
     adjusted = drift.holm([c["p_value"] for c in tested.values()])
     for c, p_adj in zip(tested.values(), adjusted, strict=True):
@@ -548,7 +554,7 @@ def analyse(
         ]
         se_diff = math.hypot(*se)
         z = (ref_auc - now_auc) / se_diff if se_diff > 0 else math.inf
-        p_decay = float(norm.sf(z)) if math.isfinite(z) else 0.0
+        p_decay = float(special.ndtr(-z)) if math.isfinite(z) else 0.0
         checks["performance"] = {
             "kind": "performance",
             "roc_auc": {"reference": ref_auc, "window": now_auc},

@@ -14,6 +14,7 @@ reference and the windows are counted by one code path.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from typing import Any
 import duckdb
 import numpy as np
 
-from pipelines.core.fairness import JOIN  # groups named as the evaluation names them
+from pipelines.core.groups import JOIN  # groups named as the evaluation names them
 
 OTHER = "(other)"
 NULL = "(null)"
@@ -271,13 +272,35 @@ def line_count(path: Path) -> int:
 VALID = "score IS NOT NULL AND isfinite(score) AND score BETWEEN 0 AND 1 AND decision IN (0, 1)"
 
 
+BATCH_BYTES = 256 << 20  # log files parsed together: 1M logged rows (496 MB) in 2 batches, 501 MiB peak
+
+
+def batches(files: list[Path], limit: int = BATCH_BYTES) -> list[list[Path]]:
+    """``files`` in order, grouped so that each group's size stays within ``limit`` bytes (a larger file alone)."""
+    out: list[list[Path]] = []
+    size = 0
+    for path in files:
+        n = path.stat().st_size if path.exists() else 0
+        if not out or size + n > limit:
+            out.append([])
+            size = 0
+        out[-1].append(path)
+        size += n
+    return out
+
+
 def count_log(
-    files: list[Path], spec: WindowSpec, labels: list[Path] | None = None, threads: int = 2
+    files: list[Path],
+    spec: WindowSpec,
+    labels: list[Path] | None = None,
+    threads: int = 2,
+    batch_bytes: int = BATCH_BYTES,
 ) -> WindowCounts:
     """Counts of the champion's answered traffic in JSONL prediction-log ``files`` (shadow copies and the
     challenger's answers are left out), joined by ``request_id`` with the delayed labels in ``labels`` (JSONL lines
-    ``{"request_id", "label", "time"}`` with label 0 or 1; the last label of a request wins). One file at a time,
-    merged.
+    ``{"request_id", "label", "time"}`` with label 0 or 1; the last label of a request wins). Files are parsed in
+    batches of at most ``batch_bytes`` (one parse and one join per batch: measured on 1M rows in 10 files, a
+    batch per file took 6.3 s, two batches 2.9 s), and the batches' counts merged.
 
     Nothing unreadable stops it, and nothing is dropped unseen: ``arrays["quality"]`` counts log lines, lines that
     parsed and champion answers with an invalid score or decision (not a number in [0, 1], not 0 or 1), additive
@@ -307,20 +330,24 @@ def count_log(
                 "max(time) AS label_time FROM label_lines WHERE label IN (0, 1) AND request_id IS NOT NULL "
                 "GROUP BY request_id"
             )
+            con.execute("DROP TABLE label_lines")
         else:
             con.execute("CREATE TEMP TABLE labels (request_id VARCHAR, label INTEGER, label_time VARCHAR)")
         schema = log_schema(spec)
         feature_cols = ", ".join(f'l.features."{f.name}" AS "{f.name}"' for f in spec.features)
         source = "read_json(?, format='newline_delimited', columns=?, ignore_errors=true)"
-        for path in files:
+        for batch in batches(files, batch_bytes):
             con.execute("DROP VIEW IF EXISTS w")
             con.execute("DROP TABLE IF EXISTS parsed")
-            quality[0] += line_count(path)
-            con.execute(  # one parse of the file: the columns counted, joined with the labels
-                f"CREATE TEMP TABLE parsed AS SELECT l.request_id, l.time, l.role, l.shadow, l.score, l.decision, "
-                f"{feature_cols}, b.label, b.label_time FROM {source} l LEFT JOIN labels b USING (request_id)",
-                [str(path), schema],
-            )
+            with ThreadPoolExecutor(1) as pool:  # lines counted while DuckDB parses (it releases the GIL)
+                lines = pool.submit(lambda b=batch: sum(line_count(path) for path in b))
+                con.execute(  # one parse of the batch: the columns counted, joined with the labels
+                    f"CREATE TEMP TABLE parsed AS SELECT l.request_id, l.time, l.role, l.shadow, l.score, "
+                    f"l.decision, {feature_cols}, b.label, b.label_time FROM {source} l "
+                    "LEFT JOIN labels b USING (request_id)",
+                    [[str(p) for p in batch], schema],
+                )
+                quality[0] += lines.result()
             n_parsed, invalid = con.execute(  # an unreadable line comes back as a row of nulls: not parsed
                 "SELECT count(*) FILTER (WHERE request_id IS NOT NULL AND role IS NOT NULL), "
                 f"count(*) FILTER (WHERE role = 'champion' AND NOT ({VALID})) FROM parsed"

@@ -76,6 +76,41 @@ def test_g_test_matches_scipy_and_pools_sparse_bins() -> None:
     assert drift.g_test([10, 0], [0, 0]) == (0.0, 1.0)  # an empty window: nothing to test
 
 
+positive = st.floats(0.01, 100.0, allow_nan=False)
+
+
+@given(
+    st.lists(st.tuples(st.floats(-1e3, 1e3, allow_nan=False), positive), min_size=1, max_size=15),
+    st.lists(st.tuples(st.floats(-1e3, 1e3, allow_nan=False), positive), min_size=1, max_size=15),
+)
+@settings(max_examples=300, deadline=None)
+def test_wasserstein_matches_scipy(u: list[tuple[float, float]], v: list[tuple[float, float]]) -> None:
+    """drift computes W1 itself (scipy.stats costs 1 s to import); it must agree with scipy's."""
+    uv, uw = np.array([a for a, _ in u]), np.array([w for _, w in u])
+    vv, vw = np.array([a for a, _ in v]), np.array([w for _, w in v])
+    expected = stats.wasserstein_distance(uv, vv, uw, vw)
+    assert drift.wasserstein_1d(uv, vv, uw, vw) == pytest.approx(expected, rel=1e-9, abs=1e-9)
+
+
+@given(
+    st.lists(st.integers(0, 400), min_size=2, max_size=10).flatmap(
+        lambda a: st.tuples(st.just(a), st.lists(st.integers(0, 400), min_size=len(a), max_size=len(a)))
+    )
+)
+@settings(max_examples=300, deadline=None)
+def test_g_test_matches_scipy_on_any_table(pair: tuple[list[int], list[int]]) -> None:
+    ref, cur = (np.array(x, dtype=float) for x in pair)
+    g, p = drift.g_test(ref, cur)
+    pr, pc = drift.pooled(ref, cur)
+    table = np.vstack([pr, pc])
+    table = table[:, table.sum(axis=0) > 0]
+    if pr.size < 2 or pr.sum() == 0 or pc.sum() == 0 or table.shape[1] < 2:
+        assert (g, p) == (0.0, 1.0)
+        return
+    g2, p2, _, _ = stats.chi2_contingency(table, correction=False, lambda_="log-likelihood")
+    assert g == pytest.approx(g2, rel=1e-9, abs=1e-9) and p == pytest.approx(p2, rel=1e-7, abs=1e-12)
+
+
 def test_holm_by_hand() -> None:
     # p = .01, .04, .03, .005 -> sorted .005 (x4), .01 (x3), .03 (x2), .04 (x1), each at least the previous
     assert drift.holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
