@@ -14,13 +14,21 @@ export BENTOML_DO_NOT_TRACK := True
 export DVC_NO_ANALYTICS := 1
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help venv params pipeline repro serve replay monitor ct ct-fetch ct-publish site docs-serve browser test lint typecheck bench lock clean
+.PHONY: help venv params params-check pipeline repro serve replay monitor ct ct-matrix ct-fetch ct-publish manifests manifests-check \
+  promote rollback deploy-status register images release-prs pr-report pr-comment policy-venv workflows-check site \
+  docs-serve browser test lint typecheck bench lock clean
 PORT ?= # default: the system's serving.port (adult 3000, hmda 3001)
 # SYSTEM=<name> limits pipeline, site and serve to one system (a key of `systems` in params.yaml); empty: all.
 SYSTEM ?=
 SCENARIO ?= # make replay: a key of <system>.monitor.replay.scenarios (none, covariate, ...)
 URL ?= # make replay: the service (default http://127.0.0.1:<serving.port>)
 ROWS ?= # make replay: rows per window (default <system>.monitor.replay.rows)
+ENV ?= # make promote / rollback: staging | prod
+VERSION ?= # make promote (rollback: optional): a registered version, v1.0.3
+BASE ?= # make pr-report: the revision to compare with (origin/main)
+PR ?= # make pr-comment: the pull request's number
+DRY_RUN ?= # 1: ct-publish, images, release-prs and pr-comment print what they would do
+DRY := $(if $(filter 1 yes true,$(DRY_RUN)),--dry-run,)
 TARGETS := $(if $(SYSTEM),report@$(SYSTEM),)
 SITE_SYSTEMS := $(if $(SYSTEM),--systems $(SYSTEM),)
 
@@ -38,6 +46,9 @@ venv: $(STAMP) ## create or refresh .venv from requirements.lock
 
 params: $(STAMP) ## compose params.yaml from conf/ (Hydra)
 	$(BIN)/python -m pipelines.compose
+
+params-check: $(STAMP) ## fail when params.yaml is not what conf/ composes
+	$(BIN)/python -m pipelines.compose --check
 
 pipeline: params ## set up and run the DVC pipeline of every system (or SYSTEM=<name>), ending with the site
 	$(if $(SYSTEM),$(BIN)/python -m pipelines.systems --check $(SYSTEM) >/dev/null,)
@@ -69,6 +80,9 @@ ct: $(STAMP) ## continuous training: monitor, and on retrain build a candidate o
 	$(BIN)/python -m pipelines.systems --check $(SYSTEM) >/dev/null
 	$(BIN)/python -m pipelines.ct --system $(SYSTEM)
 
+ct-matrix: $(STAMP) ## print list=<JSON> of the systems (or SYSTEM=<name>) for a workflow's job matrix
+	@$(BIN)/python -m pipelines.systems --matrix $(SYSTEM)
+
 ct-fetch: $(STAMP) ## copy a system's production logs from CT_SOURCE/<system>/ into logs/ (SYSTEM=<name>)
 	@test -n "$(SYSTEM)" -a -n "$(CT_SOURCE)" || { echo "usage: make ct-fetch SYSTEM=<name> CT_SOURCE=<folder>" >&2; exit 2; }
 	$(BIN)/python -m pipelines.systems --check $(SYSTEM) >/dev/null
@@ -77,7 +91,55 @@ ct-fetch: $(STAMP) ## copy a system's production logs from CT_SOURCE/<system>/ i
 ct-publish: $(STAMP) ## act on make ct's result with gh: a pull request (retrain) or an issue (block, rollback)
 	@test -n "$(SYSTEM)" || { echo "usage: make ct-publish SYSTEM=<name> [DRY_RUN=1]" >&2; exit 2; }
 	$(BIN)/python -m pipelines.systems --check $(SYSTEM) >/dev/null
-	$(BIN)/python -m pipelines.ct --system $(SYSTEM) --publish $(if $(filter 1 yes true,$(DRY_RUN)),--dry-run,)
+	$(BIN)/python -m pipelines.ct --system $(SYSTEM) --publish $(DRY)
+
+manifests: $(STAMP) ## render services/k8s (bases, overlays, Argo CD Applications) from conf/deploy
+	$(BIN)/python -m pipelines.deploy manifests
+
+manifests-check: $(STAMP) policy-venv ## manifests current, then every overlay: kustomize, schemas, checkov, consistency
+	$(BIN)/python -m pipelines.deploy manifests --check
+	$(BIN)/python -m pipelines.deploy validate
+
+promote: $(STAMP) ## point an environment at a registered version (SYSTEM= ENV=staging|prod VERSION=v1.0.3)
+	@test -n "$(SYSTEM)" -a -n "$(ENV)" -a -n "$(VERSION)" || { echo "usage: make promote SYSTEM=<name> ENV=staging|prod VERSION=<v>" >&2; exit 2; }
+	$(BIN)/python -m pipelines.deploy promote --system $(SYSTEM) --env $(ENV) --version $(VERSION)
+
+rollback: $(STAMP) ## point an environment back at the version it served before (SYSTEM= ENV= [VERSION=])
+	@test -n "$(SYSTEM)" -a -n "$(ENV)" || { echo "usage: make rollback SYSTEM=<name> ENV=staging|prod [VERSION=<v>]" >&2; exit 2; }
+	$(BIN)/python -m pipelines.deploy rollback --system $(SYSTEM) --env $(ENV) $(if $(VERSION),--version $(VERSION),)
+
+deploy-status: $(STAMP) ## what every system serves in every environment (the desired state in git)
+	@$(BIN)/python -m pipelines.deploy status
+
+register: $(STAMP) ## CD: register (GTO) every system whose champion changed; PUSH=1 pushes the tags
+	$(BIN)/python -m pipelines.deploy register $(if $(filter 1 yes true,$(PUSH)),--push,)
+
+images: $(STAMP) ## CD: build and push the image of every newly registered version from its bento [DRY_RUN=1]
+	$(BIN)/python -m pipelines.deploy images $(DRY)
+
+release-prs: $(STAMP) ## CD: a pull request promoting each newly registered version to staging [DRY_RUN=1]
+	$(BIN)/python -m pipelines.deploy release-prs $(DRY)
+
+pr-report: $(STAMP) ## Markdown report of what the change does to each system against BASE=<rev> (var/pr-report.md)
+	@test -n "$(BASE)" || { echo "usage: make pr-report BASE=<rev>" >&2; exit 2; }
+	$(BIN)/python -m pipelines.pr_report --base $(BASE)
+
+pr-comment: $(STAMP) ## post var/pr-report.md on pull request PR=<n> with gh [DRY_RUN=1]
+	@test -n "$(PR)" || { echo "usage: make pr-comment PR=<number>" >&2; exit 2; }
+	$(BIN)/python -m pipelines.pr_report --comment $(PR) $(DRY)
+
+# checkov pins packages this project also uses (at other versions): it gets a virtual environment of its own.
+POLICY_VENV := .venv-policy
+$(POLICY_VENV)/.installed: requirements-policy.lock
+	@test -x $(POLICY_VENV)/bin/python || $(PYTHON) -m venv $(POLICY_VENV)
+	$(POLICY_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-policy.lock 2>&1 \
+	  | { grep -v "is ignored: it is neither a file nor a directory" || true; }
+	@touch $@
+
+policy-venv: $(POLICY_VENV)/.installed ## install checkov (the manifests' policy scan) into .venv-policy
+
+workflows-check: $(STAMP) ## zizmor (offline) on .github/workflows: no finding allowed
+	$(BIN)/zizmor --offline --no-progress .github/workflows
 
 site: $(STAMP) ## build the documentation site into site/build (runs what it needs)
 	$(if $(SYSTEM),$(BIN)/python -m pipelines.systems --check $(SYSTEM) >/dev/null,)
@@ -99,7 +161,7 @@ export CHROMIUM
 browser: ## install Debian's chromium for the site tests when it is missing
 	@tests/site/install_chromium.sh
 
-test: lint browser ## set up (venv, browser), lint and run the test suite
+test: lint browser policy-venv ## set up (venv, browser), lint and run the test suite
 	$(BIN)/python -m pytest
 
 bench: $(STAMP) ## run the benchmarks; writes benchmarks/results/

@@ -42,6 +42,7 @@ import pandas as pd
 
 from pipelines.core.config import DatasetConfig, load_system, section
 from pipelines.core.errors import PipelineError, stage_main
+from pipelines.core.gitops import prepare_runner
 from pipelines.core.io import write_json_atomic, write_text_atomic
 from pipelines.core.monitor_config import MonitorConfig
 from pipelines.core.paths import SystemPaths
@@ -385,6 +386,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dry-run", action="store_true", help="with --publish: write the plan, run nothing")
     parser.add_argument("--fetch", type=Path, metavar="SOURCE", help="copy the production logs from SOURCE")
     args = parser.parse_args(argv)
+    prepare_runner(Path.cwd())  # on a runner: the bot's identity, and pushes with GH_TOKEN
     if args.fetch:
         print(f"[ct] {args.system}: fetched {fetch(args.system, args.fetch)} from {args.fetch}")
         return

@@ -2,12 +2,14 @@
 
 Usage: ``python -m pipelines.systems`` prints the names, space-separated, in order;
 ``python -m pipelines.systems --check NAME`` prints NAME when it is a system and otherwise exits 1 with an
-error that lists the systems there are, so ``make pipeline SYSTEM=nosuch`` never reaches DVC's "stage not found".
+error that lists the systems there are, so ``make pipeline SYSTEM=nosuch`` never reaches DVC's "stage not found";
+``--matrix [NAME]`` prints ``list=<JSON list>`` (every system, or NAME checked), a GitHub Actions job output.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 
 from pipelines.core.config import PARAMS_FILE, load_params, systems_of
 from pipelines.core.errors import ConfigError, stage_main
@@ -17,10 +19,19 @@ from pipelines.core.errors import ConfigError, stage_main
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", metavar="NAME", help="exit 1 unless NAME is a system of params.yaml")
+    parser.add_argument(
+        "--matrix", nargs="?", const="", metavar="NAME", help="print list=<JSON> for a job matrix"
+    )
     parser.add_argument("--params", default=str(PARAMS_FILE), help="the composed params file")
     args = parser.parse_args(argv)
     names = systems_of(load_params(args.params))
-    if args.check is None:
+    if args.matrix is not None:
+        if args.matrix and args.matrix not in names:
+            raise ConfigError(
+                f"system {args.matrix!r} is not a system of {args.params}; the systems are: {', '.join(names)}"
+            )
+        print("list=" + json.dumps([args.matrix] if args.matrix else names))
+    elif args.check is None:
         print(" ".join(names))
     elif args.check in names:
         print(args.check)

@@ -26,6 +26,7 @@ from pipelines.core.config import (
     system_params,
     yaml_hint,
 )
+from pipelines.core.deploy_config import DeployConfig
 from pipelines.core.metrics import METRICS
 from pipelines.core.model_config import (
     EvaluationConfig,
@@ -120,6 +121,7 @@ class Params(BaseModel):
     evaluation: EvaluationConfig
     serving: ServingConfig
     monitor: MonitorConfig
+    deploy: DeployConfig
     report: ReportConfig
 
 

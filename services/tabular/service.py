@@ -32,10 +32,10 @@ from services.tabular import runtime, schema
 from services.tabular.guard import RequestGuard
 from services.tabular.predlog import PredictionLogger
 from services.tabular.routing import Role, Router
-from services.tabular.spec import ModelRef, load_spec
+from services.tabular.spec import ModelRef, apply_deployment_env, load_spec
 
 logger = logging.getLogger("bentoml.service")
-SPEC = load_spec()
+SPEC, DEPLOYMENT_PROBLEMS = apply_deployment_env(load_spec(), dict(os.environ))
 runtime.bound_metric_paths(
     {"/predict", "/predict_batch", "/", "/docs.json", "/livez", "/readyz", "/healthz", "/metrics"},
     prefixes=("/static_content/",),
@@ -133,7 +133,7 @@ class ModelService:
         self.refs: dict[Role, ModelRef] = {"champion": SPEC.champion}
         if SPEC.challenger is not None:
             self.refs["challenger"] = SPEC.challenger
-        self.problems: list[str] = []
+        self.problems: list[str] = list(DEPLOYMENT_PROBLEMS)
         runtime.forget_dead_workers()
         stores = {"champion": self.champion_model, "challenger": self.challenger_model}
         for role, ref in self.refs.items():

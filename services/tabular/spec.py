@@ -138,3 +138,44 @@ def spec_path() -> Path:
 def load_spec(path: Path | None = None) -> ServingSpec:
     data: dict[str, Any] = json.loads((path or spec_path()).read_text(encoding="utf-8"))
     return ServingSpec.model_validate(data)
+
+
+# Set by the Kubernetes manifests from the desired state (services/k8s/<system>/<env>/release.yaml), per system:
+# <SYSTEM>_ROUTING_MODE, <SYSTEM>_CHALLENGER_WEIGHT and <SYSTEM>_EXPECTED_CHAMPION.
+DEPLOYMENT_ENV = ("ROUTING_MODE", "CHALLENGER_WEIGHT", "EXPECTED_CHAMPION")
+
+
+def apply_deployment_env(spec: ServingSpec, environ: dict[str, str]) -> tuple[ServingSpec, list[str]]:
+    """The spec with the deployment's routing applied, and the problems that keep the service from being ready.
+
+    ``<SYSTEM>_ROUTING_MODE`` (canary, shadow, champion_only) and ``<SYSTEM>_CHALLENGER_WEIGHT`` (0 to 1) replace the
+    packaged routing; ``<SYSTEM>_EXPECTED_CHAMPION`` names the champion tag the desired state promoted, and an image
+    holding another champion is never ready (its pods fail the rollout instead of serving the wrong model). An
+    unset or empty variable changes nothing; an invalid one is a problem naming the variable, not a crash."""
+    problems: list[str] = []
+    routing = spec.routing.model_dump()
+    mode = environ.get(spec.env("ROUTING_MODE"), "")
+    if mode:
+        if mode in ("canary", "shadow", "champion_only"):
+            routing["mode"] = mode
+        else:
+            problems.append(f"{spec.env('ROUTING_MODE')}={mode!r}: expected canary, shadow or champion_only")
+    weight = environ.get(spec.env("CHALLENGER_WEIGHT"), "")
+    if weight:
+        try:
+            value = float(weight)
+        except ValueError:
+            value = float("nan")
+        if 0.0 <= value <= 1.0:
+            routing["challenger_weight"] = value
+        else:
+            problems.append(f"{spec.env('CHALLENGER_WEIGHT')}={weight!r}: expected a number from 0 to 1")
+    expected = environ.get(spec.env("EXPECTED_CHAMPION"), "")
+    if expected and expected != spec.champion.tag:
+        problems.append(
+            f"{spec.env('EXPECTED_CHAMPION')}={expected!r}, but this image serves {spec.champion.tag!r}: "
+            "the desired state and the image disagree"
+        )
+    if routing["mode"] != "champion_only" and spec.challenger is None and (mode or weight):
+        problems.append(f"{spec.env('ROUTING_MODE')}={routing['mode']!r}, but this image has no challenger")
+    return spec.model_copy(update={"routing": Routing.model_validate(routing)}), problems

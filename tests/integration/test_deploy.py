@@ -1,0 +1,182 @@
+"""GitOps deployment in a real git repository: CD registers versions when the champion changes, promotions and a
+rollback change only the desired-state file (and the registry's stage), and after each step the rendered
+manifests and the serving spec name the right version. Prod takes only a version that passed its gates and
+that staging serves."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from services.tabular.spec import apply_deployment_env, load_spec
+from tests.conftest import ROOT, copy_repo, run
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(
+        shutil.which("kubectl") is None, reason="kubectl (with kustomize) renders the overlays"
+    ),
+]
+SYSTEM = "adult"
+
+
+def deploy(repo: Path, *args: str, check: bool = True) -> Any:
+    return run(["python", "-m", "pipelines.deploy", *args], repo, check=check)
+
+
+def commit_all(repo: Path, message: str) -> str:
+    run(["git", "add", "-A"], repo)
+    run(["git", "commit", "-q", "--allow-empty", "-m", message], repo)
+    return run(["git", "rev-parse", "HEAD"], repo).stdout.strip()
+
+
+def rendered(repo: Path, env: str) -> dict[str, Any]:
+    """The container of the Deployment that `kubectl kustomize` renders for the overlay."""
+    out = run(["kubectl", "kustomize", f"services/k8s/{SYSTEM}/{env}"], repo).stdout
+    objects = [d for d in yaml.safe_load_all(out) if d]
+    assert not any(o["kind"] == "ModelRelease" for o in objects)  # local config: never applied
+    (deployment,) = [o for o in objects if o["kind"] == "Deployment"]
+    pod = deployment["spec"]["template"]
+    (container,) = pod["spec"]["containers"]
+    return {
+        "image": container["image"],
+        "env": {e["name"]: e.get("value") for e in container["env"]},
+        "version_label": pod["metadata"]["labels"]["app.kubernetes.io/version"],
+    }
+
+
+def changed(repo: Path) -> list[str]:
+    return sorted(line[3:] for line in run(["git", "status", "--porcelain"], repo).stdout.splitlines())
+
+
+def stage_of(repo: Path, env: str) -> str | None:
+    shown = json.loads(run(["gto", "show", "--json"], repo).stdout)
+    return shown.get(SYSTEM, {}).get("stage", {}).get(env)
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """v1.0.0 registered at the repository as it is; v1.0.1 after a commit whose champion changed."""
+    repo = copy_repo(tmp_path_factory.mktemp("deploy") / "repo")
+    deploy(repo, "manifests")
+    v1 = commit_all(repo, "desired state")
+    out = deploy(repo, "register").stdout
+    assert f"{SYSTEM}: registered v1.0.0" in out and "hmda: registered v1.0.0" in out
+    package_path = repo / f"reports/{SYSTEM}/package.json"
+    package = json.loads(package_path.read_text())
+    first_champion = package["champion"]
+    package["champion"] = first_champion.split(":")[0] + ":0123456789ab"  # a retrained champion
+    package_path.write_text(json.dumps(package, indent=2))
+    v2 = commit_all(repo, "a new champion")
+    out = deploy(repo, "register").stdout
+    assert f"{SYSTEM}: registered v1.0.1" in out
+    assert "hmda: champion" in out and "unchanged since v1.0.0" in out  # nothing new for hmda: no version
+    assert json.loads((repo / "var/deploy/registered.json").read_text()) == [
+        {"system": SYSTEM, "version": "v1.0.1", "commit": v2, "champion": package["champion"]}
+    ]
+    return {"path": repo, "v1": v1, "v2": v2, "champions": [first_champion, package["champion"]]}
+
+
+def expect(repo: Path, env: str, version: str, commit: str, champion: str) -> None:
+    got = rendered(repo, env)
+    assert got["image"].endswith(f"/{SYSTEM}:{commit[:12]}")
+    assert got["version_label"] == version
+    assert got["env"]["ADULT_RELEASE"] == version
+    assert got["env"]["ADULT_EXPECTED_CHAMPION"] == champion
+    assert got["env"]["ADULT_ROUTING_MODE"] in ("canary", "shadow", "champion_only")
+    assert 0.0 <= float(got["env"]["ADULT_CHALLENGER_WEIGHT"]) <= 1.0
+    # the serving spec the pod runs: the packaged spec with the deployment's environment applied
+    spec, problems = apply_deployment_env(
+        load_spec(ROOT / f"artifacts/{SYSTEM}/serving/serving.json"), got["env"]
+    )
+    assert spec.routing.mode == got["env"]["ADULT_ROUTING_MODE"]
+    assert spec.routing.challenger_weight == float(got["env"]["ADULT_CHALLENGER_WEIGHT"])
+    if champion == spec.champion.tag:
+        assert problems == []
+    else:  # an image of another champion is never ready
+        assert problems and "disagree" in problems[0]
+    assert stage_of(repo, env) == version
+
+
+def test_promote_to_staging_then_prod_and_roll_back(repo: dict[str, Any]) -> None:
+    path, (c1, c2) = repo["path"], repo["champions"]
+    assert rendered(path, "prod")["image"].endswith(":unreleased")
+    deploy(path, "promote", "--system", SYSTEM, "--env", "staging", "--version", "v1.0.0")
+    assert changed(path) == [f"services/k8s/{SYSTEM}/staging/release.yaml"]  # the file, nothing else
+    expect(path, "staging", "v1.0.0", repo["v1"], c1)
+    commit_all(path, "adult v1.0.0 to staging")
+    deploy(path, "promote", "--system", SYSTEM, "--env", "prod", "--version", "v1.0.0")
+    expect(path, "prod", "v1.0.0", repo["v1"], c1)
+    commit_all(path, "adult v1.0.0 to prod")
+
+    refused = deploy(path, "promote", "--system", SYSTEM, "--env", "prod", "--version", "v1.0.1", check=False)
+    assert refused.returncode == 1 and "is not what staging serves (v1.0.0)" in refused.stderr
+    assert changed(path) == []  # a refusal changes nothing
+    deploy(path, "promote", "--system", SYSTEM, "--env", "staging", "--version", "v1.0.1")
+    expect(path, "staging", "v1.0.1", repo["v2"], c2)
+    deploy(path, "promote", "--system", SYSTEM, "--env", "prod", "--version", "v1.0.1")
+    expect(path, "prod", "v1.0.1", repo["v2"], c2)
+    commit_all(path, "adult v1.0.1 to staging and prod")
+    status = deploy(path, "status").stdout
+    assert f"{SYSTEM:<12} prod     v1.0.1" in status and "hmda         prod     unreleased" in status
+
+    deploy(path, "rollback", "--system", SYSTEM, "--env", "prod")
+    assert changed(path) == [f"services/k8s/{SYSTEM}/prod/release.yaml"]
+    expect(path, "prod", "v1.0.0", repo["v1"], c1)
+    expect(path, "staging", "v1.0.1", repo["v2"], c2)  # staging keeps what it tests
+    commit_all(path, "roll back adult prod")
+    again = deploy(path, "rollback", "--system", SYSTEM, "--env", "prod", check=False)
+    assert again.returncode == 1 and "no earlier version to roll back to" in again.stderr
+
+
+def test_prod_refuses_unregistered_and_gate_failing_versions(repo: dict[str, Any], tmp_path: Path) -> None:
+    path = Path(shutil.copytree(repo["path"], tmp_path / "repo", symlinks=True))
+    unknown = deploy(
+        path, "promote", "--system", SYSTEM, "--env", "staging", "--version", "v9.9.9", check=False
+    )
+    assert unknown.returncode == 1
+    assert "v9.9.9 is not registered" in unknown.stderr and "v1.0.0, v1.0.1" in unknown.stderr
+    assert "Traceback" not in unknown.stderr
+    gate_path = path / f"reports/{SYSTEM}/gate.json"
+    gate = json.loads(gate_path.read_text())
+    gate["models"][gate["champion"]]["failed"] = ["min_roc_auc"]
+    gate_path.write_text(json.dumps(gate))
+    package_path = path / f"reports/{SYSTEM}/package.json"
+    package = json.loads(package_path.read_text())
+    package["champion"] = package["champion"].split(":")[0] + ":ffffffffffff"
+    package_path.write_text(json.dumps(package))
+    commit_all(path, "a champion that failed a blocking gate")
+    deploy(path, "register")
+    deploy(
+        path, "promote", "--system", SYSTEM, "--env", "staging", "--version", "v1.0.2"
+    )  # staging may test it
+    commit_all(path, "v1.0.2 to staging")
+    before = (path / f"services/k8s/{SYSTEM}/prod/release.yaml").read_text()
+    refused = deploy(path, "promote", "--system", SYSTEM, "--env", "prod", "--version", "v1.0.2", check=False)
+    assert refused.returncode == 1 and "gate min_roc_auc failed" in refused.stderr
+    assert (path / f"services/k8s/{SYSTEM}/prod/release.yaml").read_text() == before
+    bad = deploy(path, "promote", "--system", "nosuch", "--env", "prod", "--version", "v1.0.0", check=False)
+    assert bad.returncode != 0 and "unknown system 'nosuch'" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_cd_opens_one_branch_per_new_version(repo: dict[str, Any], tmp_path: Path) -> None:
+    path = Path(shutil.copytree(repo["path"], tmp_path / "repo", symlinks=True))
+    run(["git", "checkout", "-q", repo["v2"]], path)
+    run(["git", "checkout", "-q", "-b", "main-copy"], path)
+    (path / f"services/k8s/{SYSTEM}/staging/release.yaml").write_text(
+        run(["git", "show", f"{repo['v1']}:services/k8s/{SYSTEM}/staging/release.yaml"], path).stdout
+    )
+    commit_all(path, "staging as it was")
+    out = deploy(path, "release-prs", "--dry-run").stdout
+    assert f"would run: git push origin deploy/{SYSTEM}/v1.0.1" in out and "would run: gh pr create" in out
+    files = run(["git", "show", "--name-only", "--format=", f"deploy/{SYSTEM}/v1.0.1"], path).stdout.split()
+    assert files == [f"services/k8s/{SYSTEM}/staging/release.yaml"]
+    shown = run(["git", "show", f"deploy/{SYSTEM}/v1.0.1:services/k8s/{SYSTEM}/staging/release.yaml"], path)
+    assert "version: v1.0.1" in shown.stdout
+    images = deploy(path, "images", "--dry-run").stdout
+    assert "containerize adult:" in images and f"/{SYSTEM}:{repo['v2'][:12]}" in images
