@@ -33,7 +33,7 @@ TARGETS := $(if $(SYSTEM),report@$(SYSTEM),)
 SITE_SYSTEMS := $(if $(SYSTEM),--systems $(SYSTEM),)
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
 # The venv is rebuilt when it is missing or older than the pinned requirements.
 $(STAMP): requirements.lock pyproject.toml

@@ -25,19 +25,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--params", default=str(PARAMS_FILE), help="the composed params file")
     args = parser.parse_args(argv)
     names = systems_of(load_params(args.params))
+    wanted = args.check if args.matrix is None else args.matrix  # --matrix with no name: every system
+    if wanted is not None and wanted not in names and not (wanted == "" and args.matrix is not None):
+        known = ", ".join(names)
+        raise ConfigError(f"SYSTEM={wanted!r} is not a system of {args.params}; the systems are: {known}")
     if args.matrix is not None:
-        if args.matrix and args.matrix not in names:
-            raise ConfigError(
-                f"system {args.matrix!r} is not a system of {args.params}; the systems are: {', '.join(names)}"
-            )
         print("list=" + json.dumps([args.matrix] if args.matrix else names))
     elif args.check is None:
         print(" ".join(names))
-    elif args.check in names:
-        print(args.check)
     else:
-        known = ", ".join(names)
-        raise ConfigError(f"SYSTEM={args.check!r} is not a system of {args.params}; the systems are: {known}")
+        print(args.check)
 
 
 if __name__ == "__main__":

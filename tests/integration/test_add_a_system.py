@@ -147,7 +147,8 @@ def test_the_readme_lists_every_step() -> None:
     assert [int(s) for s in steps] == list(range(1, README_STEPS + 1)), steps
     for needle in ("data/<system>/raw", "conf/dataset/<system>.yaml", "conf/<system>/system.yaml", "dag",
                    "conf/monitor/<system>.yaml",
-                   "site/curated/<system>/", "make params", "make pipeline SYSTEM=<system>"):  # fmt: skip
+                   "site/curated/<system>/", "make params", "make pipeline SYSTEM=<system>",
+                   "make manifests"):  # fmt: skip
         assert needle in section, needle
 
 
@@ -168,6 +169,17 @@ def test_the_new_system_has_its_pages_service_and_lineage(added: Path) -> None:
     assert spec["system"] == NAME and spec["service_name"] == NAME
     assert [f["name"] for f in spec["input"]["fields"]] == ["plan", "region_2", "senior", "tenure", "monthly"]
     assert (added / f"artifacts/{NAME}/bentoml/bentos/{NAME}/latest").is_file()
+
+
+def test_the_new_system_gets_its_manifests(added: Path) -> None:
+    run(["python", "-m", "pipelines.deploy", "manifests"], added)
+    run(["python", "-m", "pipelines.deploy", "manifests", "--check"], added)
+    release = yaml.safe_load((added / f"services/k8s/{NAME}/prod/release.yaml").read_text())
+    assert release["spec"]["system"] == NAME and release["spec"]["version"] == "unreleased"
+    assert (added / f"services/k8s/argocd/{NAME}-staging.yaml").is_file()
+    if shutil.which("kubectl"):
+        rendered = run(["kubectl", "kustomize", f"services/k8s/{NAME}/prod"], added).stdout
+        assert f"namespace: ml-{NAME}-prod" in rendered and f"{NAME.upper()}_EXPECTED_CHAMPION" in rendered
 
 
 def test_ingest_selected_columns_by_name_and_derived_one(added: Path) -> None:

@@ -50,6 +50,20 @@ def test_overlay_renders_and_passes_every_check(overlay: Path) -> None:
     assert deployment["metadata"]["namespace"] == f"ml-{overlay.parent.name}-{overlay.name}"
 
 
+@NEEDS_CHECKOV
+def test_make_manifests_check_passes_and_names_a_broken_overlay(tmp_path: Path) -> None:
+    run(["make", "manifests-check"], ROOT)
+    repo = copy_repo(tmp_path / "repo")
+    deployment = repo / "services/k8s/hmda/base/deployment.yaml"
+    deployment.write_text(
+        deployment.read_text().replace("readOnlyRootFilesystem: true", "readOnlyRootFilesystem: false")
+    )
+    proc = run(["python", "-m", "pipelines.deploy", "validate"], repo, check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "services/k8s/hmda/staging: Deployment.ml-hmda-staging.hmda: CKV_K8S_22" in proc.stderr
+    assert "services/k8s/adult" not in proc.stderr
+
+
 def test_argo_cd_applications_validate_and_point_at_the_overlays() -> None:
     apps = sorted((ROOT / "services/k8s/argocd").glob("*.yaml"))
     assert [a.stem for a in apps] == ["adult-prod", "adult-staging", "hmda-prod", "hmda-staging"]
@@ -232,7 +246,9 @@ def _leaves(node: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
 
 @given(st.data())
 @settings(max_examples=150, deadline=None)
-def test_the_checks_never_crash_on_a_malformed_object(prod: list[dict[str, Any]], data: st.DataObject) -> None:
+def test_the_checks_never_crash_on_a_malformed_object(
+    prod: list[dict[str, Any]], data: st.DataObject
+) -> None:
     """Any field replaced by a value of another type, or removed: a list of problems, never an exception."""
     broken = copy.deepcopy(prod)
     paths = [p for p in _leaves(broken) if p]
@@ -242,7 +258,9 @@ def test_the_checks_never_crash_on_a_malformed_object(prod: list[dict[str, Any]]
         try:
             for key in path[:-1]:
                 parent = parent[key]
-            value = data.draw(st.one_of(st.none(), st.integers(), st.text(max_size=5), st.just([]), st.just({})))
+            value = data.draw(
+                st.one_of(st.none(), st.integers(), st.text(max_size=5), st.just([]), st.just({}))
+            )
             if isinstance(parent, dict) and data.draw(st.booleans()):
                 parent.pop(path[-1], None)
             else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -46,3 +47,24 @@ def test_make_site_refuses_an_unknown_system_before_dvc() -> None:
     )
     assert proc.returncode != 0
     assert "the systems are: adult, hmda" in proc.stderr and "dvc repro" not in proc.stdout
+
+
+def test_the_workflow_matrix_lists_every_system_or_the_one_asked() -> None:
+    names = yaml.safe_load((ROOT / "params.yaml").read_text())["systems"]
+    assert systems("--matrix").stdout.strip() == "list=" + json.dumps(names)
+    assert systems("--matrix", "hmda").stdout.strip() == 'list=["hmda"]'
+    bad = systems("--matrix", "nosuch")
+    assert (
+        bad.returncode != 0
+        and "SYSTEM='nosuch' is not a system" in bad.stderr
+        and "Traceback" not in bad.stderr
+    )
+    made = subprocess.run(
+        ["make", "--no-print-directory", "--silent", "ct-matrix", "SYSTEM="],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert made.returncode == 0 and made.stdout.strip() == "list=" + json.dumps(
+        names
+    )  # a job output line only

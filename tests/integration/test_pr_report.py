@@ -1,0 +1,78 @@
+"""The pull-request report from a real comparison: two commits of a built repository (the quick experiment), the
+second retraining one model of one system. `make pr-report BASE=<rev>` names the changed params, the metrics with
+deltas and intervals, every model's gate verdict, whether the champion changes, the contract and monitoring
+verdicts and the plots, for the system the change touches and no other."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def repo(quick_repo: tuple[Path, str], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    src, _ = quick_repo
+    dest = Path(shutil.copytree(src, tmp_path_factory.mktemp("pr") / "repo", symlinks=True))
+    run(["git", "add", "-A"], dest)
+    run(["git", "commit", "-q", "--allow-empty", "-m", "base: the quick build"], dest)
+    run(
+        ["python", "-m", "pipelines.compose", "experiment=quick", "hmda.models.logreg.estimator.C=0.01"], dest
+    )
+    run(["dvc", "repro", "report@hmda"], dest)
+    run(["git", "add", "-A"], dest)
+    run(["git", "commit", "-q", "-m", "hmda: a stronger L2 penalty for logreg"], dest)
+    return dest
+
+
+def test_the_report_compares_two_commits(repo: Path) -> None:
+    proc = run(["make", "pr-report", "BASE=HEAD~1"], repo)
+    text = (repo / "var/pr-report.md").read_text()
+    assert text.strip() in proc.stdout
+    assert "### hmda" in text and "### adult" not in text  # only the system the change touches
+    assert "| `hmda.models.logreg.estimator.C` | `1.0` | `0.01` |" in text
+    hmda = text.split("### hmda", 1)[1]
+    gate = json.loads((repo / "reports/hmda/gate.json").read_text())
+    base = json.loads(run(["git", "show", "HEAD~1:reports/hmda/gate.json"], repo).stdout)
+    for name, model in gate["models"].items():  # every model's verdict, before and after
+        row = next(line for line in hmda.splitlines() if line.startswith(f"| {name}"))
+        assert f"{base['models'][name]['status']} → {model['status']}" in row
+    logreg = next(line for line in hmda.splitlines() if line.startswith("| logreg"))
+    old, new = base["models"]["logreg"]["primary"], gate["models"]["logreg"]["primary"]
+    assert f"{new - old:+.4f}" in logreg
+    if gate["champion"] != base["champion"]:
+        assert f"the champion changes ({base['champion']} → {gate['champion']})" in text
+    else:
+        assert "the champion changes" not in text
+    champion = gate["champion"]
+    metrics = json.loads((repo / f"reports/hmda/eval/{champion}/metrics.json").read_text())
+    auc = metrics["roc_auc"]
+    assert f"{auc['value']:.4f} [{auc['ci_low']:.4f}, {auc['ci_high']:.4f}]" in hmda  # with its interval
+    assert "**Data contract**: passed" in hmda and "**Monitoring**: `ok`" in hmda
+    sha = run(["git", "rev-parse", "HEAD"], repo).stdout.strip()
+    assert f"/blob/{sha}/reports/hmda/eval/{champion}/plots/roc.json" not in text  # the head is the work tree
+    head = run(["python", "-m", "pipelines.pr_report", "--base", "HEAD~1", "--head", "HEAD"], repo).stdout
+    assert f"/blob/{sha}/reports/hmda/eval/{champion}/plots/roc.json" in head  # a commit: links to its files
+
+
+def test_no_change_and_bad_revisions(repo: Path) -> None:
+    same = run(["python", "-m", "pipelines.pr_report", "--base", "HEAD", "--head", "HEAD"], repo).stdout
+    assert "No system changed" in same
+    bad = run(["make", "pr-report", "BASE=nosuch"], repo, check=False)
+    assert (
+        bad.returncode != 0 and "'nosuch' is not a revision" in bad.stderr and "Traceback" not in bad.stderr
+    )
+    usage = run(["make", "pr-report"], repo, check=False)
+    assert usage.returncode == 2 and "usage: make pr-report BASE=<rev>" in usage.stderr
+    dry = run(["make", "pr-comment", "PR=12", "DRY_RUN=1"], repo)
+    assert (
+        "would run: gh pr comment 12 --body-file var/pr-report.md --edit-last --create-if-none" in dry.stdout
+    )
+    not_a_number = run(["make", "pr-comment", "PR=abc", "DRY_RUN=1"], repo, check=False)
+    assert not_a_number.returncode != 0 and "expected a pull-request number" in not_a_number.stderr
