@@ -128,7 +128,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     if args.reference is not None and args.out is None:
-        raise PipelineError("--reference needs --out: the stage's own outputs come from the reference it builds")
+        raise PipelineError(
+            "--reference needs --out: the stage's own outputs come from the reference it builds"
+        )
     paths = SystemPaths(args.system)
     params = load_system(args.params, args.system)
     cfg = section(params, "monitor", MonitorConfig)

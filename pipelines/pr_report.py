@@ -238,9 +238,7 @@ def comment(body: Path, pr: str, dry_run: bool) -> None:
 @stage_main("pr-report")
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--base", default=None, help="the revision the change is compared with (origin/main)"
-    )
+    parser.add_argument("--base", default=None, help="the revision the change is compared with (origin/main)")
     parser.add_argument("--head", default=None, help="the changed revision (default: the working tree)")
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument(

@@ -18,7 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 import duckdb
 import numpy as np
-from scipy import special  # chdtrc: chi-square survival; ndtr: normal CDF (scipy.stats takes 1 s to import)
+
+# chdtrc: chi-square survival function; ndtr: normal CDF (scipy.stats takes 1 s to import)
+from scipy import special
 
 from pipelines.core import drift
 from pipelines.core import performance as perf
@@ -531,7 +533,9 @@ def analyse(
                 )
                 for y in (0, 1)
             )
-            checks[f"feature:{f.name}"]["p_value_given_label"] = float(special.chdtrc(dof, g_sum)) if dof else 1.0
+            checks[f"feature:{f.name}"]["p_value_given_label"] = (
+                float(special.chdtrc(dof, g_sum)) if dof else 1.0
+            )
     tested = {k: c for k, c in checks.items() if "p_value" in c}
     adjusted = drift.holm([c["p_value"] for c in tested.values()])
     for c, p_adj in zip(tested.values(), adjusted, strict=True):

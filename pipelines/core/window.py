@@ -269,6 +269,10 @@ def line_count(path: Path) -> int:
     return n + (last != b"\n")  # a last line without its newline (a write cut short) counts too
 
 
+def count_lines(paths: list[Path]) -> int:
+    return sum(line_count(p) for p in paths)
+
+
 VALID = "score IS NOT NULL AND isfinite(score) AND score BETWEEN 0 AND 1 AND decision IN (0, 1)"
 
 
@@ -340,7 +344,7 @@ def count_log(
             con.execute("DROP VIEW IF EXISTS w")
             con.execute("DROP TABLE IF EXISTS parsed")
             with ThreadPoolExecutor(1) as pool:  # lines counted while DuckDB parses (it releases the GIL)
-                lines = pool.submit(lambda b=batch: sum(line_count(path) for path in b))
+                lines = pool.submit(count_lines, batch)
                 con.execute(  # one parse of the batch: the columns counted, joined with the labels
                     f"CREATE TEMP TABLE parsed AS SELECT l.request_id, l.time, l.role, l.shadow, l.score, "
                     f"l.decision, {feature_cols}, b.label, b.label_time FROM {source} l "
