@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -59,3 +60,34 @@ def quick_repo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     proc = run(["dvc", "exp", "run", "-S", "experiment=quick"], repo)
     site = run(["python", "-m", "pipelines.site"], repo)  # what `make pipeline` runs after dvc repro
     return repo, proc.stdout + site.stdout
+
+
+def serving_spec(system: str, champion: str, challenger: str | None = None) -> Any:
+    """The serving spec the package stage would write for ``system`` from the committed params.yaml, with the
+    given champion and challenger BentoML tags (no artifacts needed: a clean clone has none)."""
+    from pipelines.package import input_fields
+    from services.tabular.spec import ServingSpec
+
+    params = load_system(ROOT / "params.yaml", system)
+    dataset = section(params, "dataset", DatasetConfig)
+    serving = params["serving"]
+
+    def ref(tag: str) -> dict[str, Any]:
+        name = tag.split(":")[0].removeprefix(f"{system}-")
+        return {"tag": tag, "name": name, "version": f"{name}-{tag.split(':')[1]}", "files": {}}
+
+    return ServingSpec.model_validate(
+        {
+            "system": system,
+            "service_name": system,
+            "champion": ref(champion),
+            "challenger": ref(challenger) if challenger else None,
+            "routing": serving["routing"],
+            "input": {**serving["input"], "fields": input_fields(dataset, params["features"])},
+            "decision_threshold": serving["decision_threshold"],
+            "labels": {str(v): k for k, v in dataset.target.labels.items()},
+            **{k: serving[k] for k in ("batching", "workers", "threads", "native_threads", "overload")},
+            "prediction_log": serving["prediction_log"],
+            "port": serving["port"],
+        }
+    )

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 import yaml
 
-from services.tabular.spec import apply_deployment_env, load_spec
-from tests.conftest import ROOT, copy_repo, run
+from services.tabular.spec import apply_deployment_env
+from tests.conftest import copy_repo, run, serving_spec
 
 pytestmark = [
     pytest.mark.integration,
@@ -82,24 +82,26 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return {"path": repo, "v1": v1, "v2": v2, "champions": [first_champion, package["champion"]]}
 
 
-def expect(repo: Path, env: str, version: str, commit: str, champion: str) -> None:
+def image(repo: Path, commit: str) -> Any:
+    """The serving spec inside the image built at ``commit``: its package report's champion and challenger."""
+    package = json.loads(run(["git", "show", f"{commit}:reports/{SYSTEM}/package.json"], repo).stdout)
+    return serving_spec(SYSTEM, package["champion"], package["challenger"])
+
+
+def expect(repo: Path, env: str, version: str, commit: str, champion: str, other: str) -> None:
+    """After a step: the rendered overlay of ``env`` names ``version`` at ``commit`` and its ``champion``; the pod
+    of that image is ready with the desired routing, and a pod of the ``other`` version's image never is."""
     got = rendered(repo, env)
     assert got["image"].endswith(f"/{SYSTEM}:{commit[:12]}")
     assert got["version_label"] == version
     assert got["env"]["ADULT_RELEASE"] == version
     assert got["env"]["ADULT_EXPECTED_CHAMPION"] == champion
-    assert got["env"]["ADULT_ROUTING_MODE"] in ("canary", "shadow", "champion_only")
-    assert 0.0 <= float(got["env"]["ADULT_CHALLENGER_WEIGHT"]) <= 1.0
-    # the serving spec the pod runs: the packaged spec with the deployment's environment applied
-    spec, problems = apply_deployment_env(
-        load_spec(ROOT / f"artifacts/{SYSTEM}/serving/serving.json"), got["env"]
-    )
-    assert spec.routing.mode == got["env"]["ADULT_ROUTING_MODE"]
+    spec, problems = apply_deployment_env(image(repo, commit), got["env"])
+    assert problems == [] and spec.champion.tag == champion
+    assert spec.routing.mode == got["env"]["ADULT_ROUTING_MODE"] != ""
     assert spec.routing.challenger_weight == float(got["env"]["ADULT_CHALLENGER_WEIGHT"])
-    if champion == spec.champion.tag:
-        assert problems == []
-    else:  # an image of another champion is never ready
-        assert problems and "disagree" in problems[0]
+    _, stale = apply_deployment_env(image(repo, other), got["env"])
+    assert len(stale) == 1 and "the desired state and the image disagree" in stale[0]
     assert stage_of(repo, env) == version
 
 
@@ -108,27 +110,27 @@ def test_promote_to_staging_then_prod_and_roll_back(repo: dict[str, Any]) -> Non
     assert rendered(path, "prod")["image"].endswith(":unreleased")
     deploy(path, "promote", "--system", SYSTEM, "--env", "staging", "--version", "v1.0.0")
     assert changed(path) == [f"services/k8s/{SYSTEM}/staging/release.yaml"]  # the file, nothing else
-    expect(path, "staging", "v1.0.0", repo["v1"], c1)
+    expect(path, "staging", "v1.0.0", repo["v1"], c1, repo["v2"])
     commit_all(path, "adult v1.0.0 to staging")
     deploy(path, "promote", "--system", SYSTEM, "--env", "prod", "--version", "v1.0.0")
-    expect(path, "prod", "v1.0.0", repo["v1"], c1)
+    expect(path, "prod", "v1.0.0", repo["v1"], c1, repo["v2"])
     commit_all(path, "adult v1.0.0 to prod")
 
     refused = deploy(path, "promote", "--system", SYSTEM, "--env", "prod", "--version", "v1.0.1", check=False)
     assert refused.returncode == 1 and "is not what staging serves (v1.0.0)" in refused.stderr
     assert changed(path) == []  # a refusal changes nothing
     deploy(path, "promote", "--system", SYSTEM, "--env", "staging", "--version", "v1.0.1")
-    expect(path, "staging", "v1.0.1", repo["v2"], c2)
+    expect(path, "staging", "v1.0.1", repo["v2"], c2, repo["v1"])
     deploy(path, "promote", "--system", SYSTEM, "--env", "prod", "--version", "v1.0.1")
-    expect(path, "prod", "v1.0.1", repo["v2"], c2)
+    expect(path, "prod", "v1.0.1", repo["v2"], c2, repo["v1"])
     commit_all(path, "adult v1.0.1 to staging and prod")
     status = deploy(path, "status").stdout
     assert f"{SYSTEM:<12} prod     v1.0.1" in status and "hmda         prod     unreleased" in status
 
     deploy(path, "rollback", "--system", SYSTEM, "--env", "prod")
     assert changed(path) == [f"services/k8s/{SYSTEM}/prod/release.yaml"]
-    expect(path, "prod", "v1.0.0", repo["v1"], c1)
-    expect(path, "staging", "v1.0.1", repo["v2"], c2)  # staging keeps what it tests
+    expect(path, "prod", "v1.0.0", repo["v1"], c1, repo["v2"])
+    expect(path, "staging", "v1.0.1", repo["v2"], c2, repo["v1"])  # staging keeps what it tests
     commit_all(path, "roll back adult prod")
     again = deploy(path, "rollback", "--system", SYSTEM, "--env", "prod", check=False)
     assert again.returncode == 1 and "no earlier version to roll back to" in again.stderr
