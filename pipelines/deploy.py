@@ -38,7 +38,7 @@ from pipelines.core import k8s_policy
 from pipelines.core.config import describe_errors, load_params, section, system_params, systems_of
 from pipelines.core.deploy_config import ENVIRONMENTS, DeployConfig
 from pipelines.core.errors import PipelineError, stage_main
-from pipelines.core.gitops import prepare_runner
+from pipelines.core.gitops import prepare_runner, resolve_commit
 from pipelines.core.io import write_text_atomic
 from pipelines.core.render import environment as jinja
 
@@ -224,20 +224,14 @@ def registered(repo: Path, system: str) -> list[str]:
 
 def registered_commit(repo: Path, system: str, version: str) -> str:
     """The commit ``system@version`` was registered at; an error lists the versions that are registered."""
-    proc = subprocess.run(
-        ["git", "rev-parse", "--verify", "--quiet", f"refs/tags/{system}@{version}^{{commit}}"],
-        cwd=repo,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if proc.returncode != 0:
+    commit = resolve_commit(repo, f"refs/tags/{system}@{version}")
+    if commit is None:
         known = registered(repo, system)
         raise PipelineError(
             f"{system} {version} is not registered (no tag {system}@{version}); registered versions: "
             f"{', '.join(known) or 'none'} (CD registers one when the champion changes: gto register)"
         )
-    return proc.stdout.strip()
+    return commit
 
 
 def committed_json(repo: Path, commit: str, path: str) -> dict[str, Any]:

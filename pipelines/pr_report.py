@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from pipelines.core.errors import PipelineError, stage_main
+from pipelines.core.gitops import resolve_commit
 from pipelines.core.io import write_text_atomic
 from pipelines.core.render import render
 
@@ -35,16 +36,10 @@ class Revision:
     def __init__(self, repo: Path, rev: str | None) -> None:
         self.repo, self.rev = repo, rev
         if rev is not None:
-            proc = subprocess.run(
-                ["git", "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"],
-                cwd=repo,
-                capture_output=True,
-                text=True,
-                check=False,
-            )
-            if proc.returncode != 0:
+            sha = resolve_commit(repo, rev)
+            if sha is None:
                 raise PipelineError(f"--base/--head {rev!r} is not a revision of this repository")
-            self.sha = proc.stdout.strip()
+            self.sha = sha
 
     @property
     def label(self) -> str:

@@ -25,3 +25,15 @@ def prepare_runner(repo: Path) -> None:
     if token and slug:
         url = f"https://x-access-token:{token}@github.com/{slug}.git"
         subprocess.run(["git", "remote", "set-url", "origin", url], cwd=repo, check=True)
+
+
+def resolve_commit(repo: Path, rev: str) -> str | None:
+    """The full sha of the commit ``rev`` names (a branch, tag, sha or ``HEAD~1``), or None when it names none."""
+    proc = subprocess.run(
+        ["git", "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return proc.stdout.strip() if proc.returncode == 0 else None
