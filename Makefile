@@ -23,6 +23,7 @@ SYSTEM ?=
 SCENARIO ?= # make replay: a key of <system>.monitor.replay.scenarios (none, covariate, ...)
 URL ?= # make replay: the service (default http://127.0.0.1:<serving.port>)
 ROWS ?= # make replay: rows per window (default <system>.monitor.replay.rows)
+SIMULATE ?= # make replay: 1 scores in process through the service's schema instead of over HTTP
 ENV ?= # make promote / rollback: staging | prod
 VERSION ?= # make promote (rollback: optional): a registered version, v1.0.3
 BASE ?= # make pr-report: the revision to compare with (origin/main)
@@ -62,16 +63,16 @@ repro: $(STAMP) ## dvc repro without recomposing params.yaml
 serve: $(STAMP) ## serve a system's champion and challenger (SYSTEM=<name>, default the first; PORT=<n>)
 	$(BIN)/python -m services.serve $(if $(SYSTEM),--system $(SYSTEM),) $(if $(PORT),--port $(PORT),)
 
-replay: $(STAMP) ## send a replay scenario through the running service (SYSTEM=<name> SCENARIO=<name>)
+replay: $(STAMP) ## send a replay scenario through the running service (SYSTEM= SCENARIO= [URL= ROWS= SIMULATE=1])
 	@test -n "$(SYSTEM)" -a -n "$(SCENARIO)" || { echo "usage: make replay SYSTEM=<name> SCENARIO=<name>" >&2; exit 2; }
 	$(BIN)/python -m pipelines.systems --check $(SYSTEM) >/dev/null
-	$(BIN)/python -m pipelines.replay --system $(SYSTEM) --scenario $(SCENARIO) $(if $(URL),--url $(URL),) $(if $(ROWS),--rows $(ROWS),)
+	$(BIN)/python -m pipelines.replay --system $(SYSTEM) --scenario $(SCENARIO) $(if $(URL),--url $(URL),) $(if $(ROWS),--rows $(ROWS),) $(if $(filter 1 yes true,$(SIMULATE)),--simulate,)
 
-monitor: $(STAMP) ## collect the live logs and run the monitor stage (SYSTEM=<name>, default all)
+monitor: $(STAMP) ## collect the live logs, run the monitor stage and the system's documents (SYSTEM=<name>, default all)
 	$(if $(SYSTEM),$(BIN)/python -m pipelines.systems --check $(SYSTEM) >/dev/null,)
 	@for s in $(if $(SYSTEM),$(SYSTEM),$(shell $(BIN)/python -m pipelines.systems)); do \
 	  $(BIN)/python -m pipelines.monitor --system $$s --collect || exit 1; \
-	  $(BIN)/dvc repro monitor@$$s >/dev/null || exit 1; \
+	  $(BIN)/dvc repro report@$$s >/dev/null || exit 1; \
 	  echo "monitor@$$s: $$(cat reports/$$s/monitor/decision.txt)"; \
 	done
 

@@ -42,8 +42,8 @@ import pandas as pd
 
 from pipelines.core.config import DatasetConfig, load_system, section
 from pipelines.core.errors import PipelineError, stage_main
-from pipelines.core.gitops import prepare_runner
-from pipelines.core.io import write_json_atomic, write_text_atomic
+from pipelines.core.gitops import prepare_runner, resolve_commit
+from pipelines.core.io import copy_private, private_dir, write_json_atomic, write_text_atomic
 from pipelines.core.monitor_config import MonitorConfig
 from pipelines.core.paths import SystemPaths
 from pipelines.core.render import render
@@ -207,14 +207,44 @@ def retrain(
     overlap = near_duplicates(rows, evaluation, inputs)
     text = export_csv(rows, dataset)
     digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
-    key = f"production_{digest[:12]}"
     name = f"production-{digest[:12]}.csv"
     gate_before = json.loads(paths.gate.read_text(encoding="utf-8"))
-    old_champion, old_primary = primary(gate_before)
     data_file = Path(dataset.raw_dir) / name
     system_yaml = Path("conf") / system / "system.yaml"
+    branch = f"ct/{system}/{digest[:12]}"
+    if resolve_commit(Path.cwd(), f"refs/heads/{branch}") is not None:
+        raise PipelineError(
+            f"branch {branch} exists: this window's rows were already trained on (see its pull request); "
+            f"delete the branch (git branch -D {branch}) to train on them again. Nothing was changed."
+        )
     write_text_atomic(data_file, text)
-    declare(system_yaml, key, name, digest)
+    try:
+        return rebuild(system, overrides, cfg, decision, rows, overlap, digest, system_yaml, gate_before)
+    except BaseException:  # whatever stops it (a failed commit, ^C): the tree goes back as it was
+        if git("rev-parse", "--abbrev-ref", "HEAD").strip() != branch:
+            restore(system_yaml, data_file, paths.reports)
+        raise
+
+
+def rebuild(
+    system: str,
+    overrides: list[str],
+    cfg: MonitorConfig,
+    decision: dict[str, Any],
+    rows: list[dict[str, Any]],
+    overlap: int,
+    digest: str,
+    system_yaml: Path,
+    gate_before: dict[str, Any],
+) -> dict[str, Any]:
+    """Declare the written rows (``production-<digest>.csv``), rebuild the system and judge the candidate: a branch
+    ``ct/<system>/<digest>`` with the result, or the tree restored (outcome ``rejected``)."""
+    paths = SystemPaths(system)
+    dataset = section(load_system("params.yaml", system), "dataset", DatasetConfig)
+    old_champion, old_primary = primary(gate_before)
+    data_file = Path(dataset.raw_dir) / f"production-{digest[:12]}.csv"
+    branch = f"ct/{system}/{digest[:12]}"
+    declare(system_yaml, f"production_{digest[:12]}", data_file.name, digest)
     try:
         run([sys.executable, "-m", "pipelines.compose", *overrides], "composing params.yaml")
         run(["dvc", "repro", f"report@{system}"], f"dvc repro report@{system}")
@@ -247,7 +277,6 @@ def retrain(
     if why:
         restore(system_yaml, data_file, paths.reports)
         return result | {"outcome": "rejected", "why": why}
-    branch = f"ct/{system}/{digest[:12]}"
     git("switch", "-c", branch)
     changed = [
         str(system_yaml),
@@ -348,7 +377,6 @@ def fetch(system: str, source: Path) -> dict[str, int]:
     """Copy a system's production logs from ``source`` (``<source>/<system>/{predictions,labels,metrics}``: a
     mounted bucket or a synced folder) into ``logs/``, where ``make monitor`` collects them. Files are replaced,
     never appended: the source is the truth."""
-    import shutil
 
     paths = SystemPaths(system)
     root = source / system
@@ -363,9 +391,9 @@ def fetch(system: str, source: Path) -> dict[str, int]:
         ("metrics", Path("logs/metrics") / system),
     ):
         files = sorted(p for p in (root / sub).glob("*") if p.is_file())
-        dest.mkdir(parents=True, exist_ok=True)
+        private_dir(dest)  # as the service keeps them: folder 0700, files 0600
         for f in files:
-            shutil.copyfile(f, dest / f.name)
+            copy_private(f, dest / f.name)
         copied[sub] = len(files)
     if not copied["predictions"]:
         raise PipelineError(
@@ -412,6 +440,11 @@ def main(argv: list[str] | None = None) -> None:
             "the working tree has changes CT would commit with its own; commit or stash them first:\n  "
             + "\n  ".join(dirty[:20])
         )
+    for stale in (
+        "result.json",
+        "action.json",
+    ):  # a failed run leaves no result for make ct-publish to act on
+        (Path("var/ct") / args.system / stale).unlink(missing_ok=True)
     if not args.no_collect:
         run(
             [sys.executable, "-m", "pipelines.monitor", "--system", args.system, "--collect"],

@@ -26,7 +26,7 @@ from typing import Any
 from pipelines.core import runlog
 from pipelines.core.config import DatasetConfig, load_system, section
 from pipelines.core.errors import PipelineError, stage_main
-from pipelines.core.io import atomic_dir, write_json_atomic, write_text_atomic
+from pipelines.core.io import atomic_dir, copy_private, private_dir, write_json_atomic, write_text_atomic
 from pipelines.core.monitor_config import MonitorConfig
 from pipelines.core.monitoring import Reference, analyse, build_reference, summary
 from pipelines.core.paths import PRODUCTION_README as README
@@ -54,14 +54,36 @@ def collect(paths: SystemPaths) -> dict[str, int]:
     with atomic_dir(paths.production) as staging:
         (staging / "README.md").write_text(README.format(system=paths.system), encoding="utf-8")
         for folder, files in sources.items():
-            (staging / folder).mkdir()
+            private_dir(staging / folder)  # as the service keeps them: folder 0700, files 0600
             for f in files:
-                shutil.copyfile(f, staging / folder / f.name)
+                copy_private(f, staging / folder / f.name)
         counts = [metrics / n for n in ("metrics.prom", "service.json") if (metrics / n).is_file()]
         counts.sort(key=lambda f: f.stat().st_mtime, reverse=True)
         for f in counts[:1]:  # the newer of a scrape of the service and in-process counts
             shutil.copyfile(f, staging / f.name)
     return {k: len(v) for k, v in sources.items()} | {"service counts": len(counts[:1])}
+
+
+def stored_reference(path: Path, system: str) -> Reference:
+    """A reference the stage stored; refused when unreadable or built for another system."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise PipelineError(f"--reference {path}: cannot read a stored reference ({err})") from None
+    if not isinstance(data, dict):
+        raise PipelineError(f"--reference {path}: expected a JSON object, got {type(data).__name__}")
+    built_for = data.get("system")
+    if built_for != system:
+        raise PipelineError(
+            f"--reference {path} was built for system {built_for!r}, not {system!r} "
+            f"(use artifacts/{system}/monitor/reference.json)"
+        )
+    try:
+        return Reference.from_dict(data)
+    except KeyError as err:
+        raise PipelineError(f"--reference {path}: not a stored reference (missing key {err})") from None
+    except (ValueError, TypeError) as err:
+        raise PipelineError(f"--reference {path}: not a stored reference ({err})") from None
 
 
 def reference_for(params: Any, paths: SystemPaths, cfg: MonitorConfig) -> Reference:
@@ -89,6 +111,57 @@ def reference_for(params: Any, paths: SystemPaths, cfg: MonitorConfig) -> Refere
     )
 
 
+OUTPUTS = {"monitor.json", "decision.json", "decision.txt"}
+
+
+def checked_out(out: Path) -> Path:
+    """``--out`` as a folder the judgement may replace: new, or holding only an earlier judgement. A file, a
+    folder with anything else in it (it would be deleted) or the working directory itself is refused."""
+    resolved = out.resolve()
+    if resolved == Path.cwd().resolve() or resolved.parent == resolved:
+        raise PipelineError(f"--out {out}: give a folder of its own for the judgement, not {resolved}")
+    if resolved.exists() and not resolved.is_dir():
+        raise PipelineError(f"--out {out} is a file: give a folder (it gets {', '.join(sorted(OUTPUTS))})")
+    if resolved.is_dir():
+        others = sorted(p.name for p in resolved.iterdir() if p.name not in OUTPUTS)
+        if others:
+            shown = ", ".join(others[:5]) + (", ..." if len(others) > 5 else "")
+            raise PipelineError(
+                f"--out {out} holds other files ({shown}), which writing the judgement would delete: "
+                "give a new or empty folder"
+            )
+    return out
+
+
+def checked_window(window: Path) -> Path:
+    """``--window`` must be a collected window: a folder with ``predictions/`` (the log partitions)."""
+    if not window.is_dir():
+        raise PipelineError(
+            f"--window {window}: no such folder (a window is a folder with predictions/, labels/)"
+        )
+    if not (window / "predictions").is_dir():
+        raise PipelineError(
+            f"--window {window} has no predictions/ folder: a window holds predictions/*.jsonl (the service's "
+            "log partitions), and optionally labels/*.jsonl and metrics.prom"
+        )
+    return window
+
+
+def service_counts(path: Path, system: str) -> dict[str, Any]:
+    """The service's requests and errors from a ``metrics.prom`` scrape or a replay's ``service.json``."""
+    try:
+        text = path.read_text(encoding="utf-8")
+        data = json.loads(text) if path.suffix == ".json" else service_stats(text, system)
+    except (ValueError, UnicodeDecodeError, OSError) as err:  # JSONDecodeError is a ValueError
+        kind = "JSON" if path.suffix == ".json" else "a Prometheus text scrape"
+        raise PipelineError(f"{path} is not {kind}: {err}") from None
+    if not isinstance(data, dict):
+        raise PipelineError(
+            f"{path}: expected a JSON object of the service's counts, got {type(data).__name__}"
+        )
+    return data
+
+
 def judge(
     reference: Reference,
     window: Path,
@@ -101,8 +174,7 @@ def judge(
     logs, labels, scrape = window_files(window)
     counts = count_log(logs, reference.spec, labels) if logs else WindowCounts()
     if service is None and scrape is not None:
-        text = scrape.read_text(encoding="utf-8")
-        service = json.loads(text) if scrape.suffix == ".json" else service_stats(text, system)
+        service = service_counts(scrape, system)
     result = analyse(reference, counts, cfg, gates, service)
     result["window"] = {"partitions": [p.name for p in logs], "label_files": [p.name for p in labels]}
     return result
@@ -131,6 +203,10 @@ def main(argv: list[str] | None = None) -> None:
         raise PipelineError(
             "--reference needs --out: the stage's own outputs come from the reference it builds"
         )
+    if args.out is not None:
+        checked_out(args.out)
+    if args.window is not None:
+        checked_window(args.window)
     paths = SystemPaths(args.system)
     params = load_system(args.params, args.system)
     cfg = section(params, "monitor", MonitorConfig)
@@ -140,21 +216,21 @@ def main(argv: list[str] | None = None) -> None:
         return
     started = time.perf_counter()
     if args.reference is not None:
-        try:
-            reference = Reference.from_dict(json.loads(args.reference.read_text(encoding="utf-8")))
-        except (OSError, ValueError, KeyError, TypeError) as err:
-            raise PipelineError(f"--reference {args.reference}: not a stored reference ({err})") from None
+        reference = stored_reference(args.reference, args.system)
     else:
         reference = reference_for(params, paths, cfg)
     gates = {k: v for k, v in params["evaluation"]["gates"].items()}
     result = judge(reference, args.window or paths.production, cfg, gates, args.system)
     out = args.out or paths.monitor_reports
     if args.out is None:
-        write_json_atomic(paths.monitor_reference, reference.to_dict())
-    with atomic_dir(out) as staging:
-        write_json_atomic(staging / "monitor.json", result)
-        write_json_atomic(staging / "decision.json", summary(result))
-        write_text_atomic(staging / "decision.txt", result["decision"] + "\n")
+        write_json_atomic(paths.monitor_reference, {"system": args.system, **reference.to_dict()})
+    try:
+        with atomic_dir(out) as staging:
+            write_json_atomic(staging / "monitor.json", result)
+            write_json_atomic(staging / "decision.json", summary(result))
+            write_text_atomic(staging / "decision.txt", result["decision"] + "\n")
+    except OSError as err:
+        raise PipelineError(f"cannot write the judgement to {out}: {err.strerror or err}") from None
     runlog.record(
         "monitor", args.system, {"seconds": round(time.perf_counter() - started, 3), "rows": result["rows"]}
     )

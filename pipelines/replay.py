@@ -27,7 +27,7 @@ import pandas as pd
 
 from pipelines.core.config import DatasetConfig, load_system, section
 from pipelines.core.errors import ConfigError, PipelineError, stage_main
-from pipelines.core.io import write_json_atomic, write_text_atomic
+from pipelines.core.io import PRIVATE_FILE, private_dir, write_json_atomic, write_text_atomic
 from pipelines.core.monitor_config import (
     CategoryMix,
     Concept,
@@ -238,7 +238,9 @@ def main(argv: list[str] | None = None) -> None:
     window, y = generate(test, scenarios[args.scenario], rows, seed, dataset)
     fields = list(params["serving"]["prediction_log"]["feature_fields"])
     inputs = [c for c in dataset.feature_columns if c in window.columns]
-    url = args.url or f"http://127.0.0.1:{params['serving']['port']}"
+    url = (args.url or f"http://127.0.0.1:{params['serving']['port']}").rstrip("/")
+    if not url.startswith(("http://", "https://")):
+        raise PipelineError(f"URL={args.url!r}: give the service's address with its scheme, http://host:port")
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     ids = [f"replay-{args.scenario}-{seed}-{stamp}-{i:07d}" for i in range(rows)]
     times = [datetime.now(UTC)] * rows
@@ -253,8 +255,8 @@ def main(argv: list[str] | None = None) -> None:
             (paths.prediction_logs, f"predictions-simulated-{stamp}.jsonl", log),
             (paths.label_logs, f"labels-{args.scenario}-{seed}-{stamp}.jsonl", label_text),
         ):
-            folder.mkdir(parents=True, exist_ok=True)
-            write_text_atomic(folder / name, text)
+            private_dir(folder)
+            write_text_atomic(folder / name, text, PRIVATE_FILE)
         counts_file = Path("logs/metrics") / args.system / "service.json"
         counts_file.parent.mkdir(parents=True, exist_ok=True)
         if counts_file.is_file():  # counts add up over replays, as a live service's counters do
@@ -282,18 +284,25 @@ def main(argv: list[str] | None = None) -> None:
             f"{args.system}_model_ready (start it with make serve SYSTEM={args.system}, or give URL=)"
         )
     status = send(url, records(window, inputs), ids)
-    unexpected = sorted({s for s in status if s not in ANSWERS})
-    if unexpected:
-        raise PipelineError(
-            f"{url} answered with status {unexpected} ({sum(s in unexpected for s in status)} of {rows} requests): "
-            "not what this service answers; nothing was written"
-        )
     ok = [i for i, s in enumerate(status) if s == 200]
     labels = paths.label_logs / f"labels-{args.scenario}-{seed}-{stamp}.jsonl"
-    labels.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(
-        labels, label_lines([ids[i] for i in ok], y[ok], [times[i] for i in ok], cfg.replay.label_lag_s)
-    )
+    private_dir(labels.parent)
+    if ok:  # the service logged every answer it gave: their labels go with them, whatever happened after
+        write_text_atomic(
+            labels,
+            label_lines([ids[i] for i in ok], y[ok], [times[i] for i in ok], cfg.replay.label_lag_s),
+            PRIVATE_FILE,
+        )
+    unexpected = sorted({s for s in status if s not in ANSWERS})
+    if unexpected:
+        lost = sum(s in unexpected for s in status)
+        what = ", ".join("no answer (the connection failed)" if s == 0 else f"status {s}" for s in unexpected)
+        raise PipelineError(
+            f"{url} gave {what} to {lost} of {rows} requests: the service stopped or is not this service. "
+            f"The {len(ok)} answered requests are in its log"
+            + (f" and their labels in {labels}" if ok else "")
+            + "; run the scenario again to fill the window."
+        )
     scrape = Path("logs/metrics") / args.system / "metrics.prom"
     scrape.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(scrape, httpx.get(f"{url}/metrics", timeout=10).text)

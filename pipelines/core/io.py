@@ -24,14 +24,40 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def write_text_atomic(path: str | Path, text: str) -> Path:
-    """Write ``text`` to ``path`` through a temporary file and a rename: readers never see half a file."""
+def write_text_atomic(path: str | Path, text: str, mode: int | None = None) -> Path:
+    """Write ``text`` to ``path`` through a temporary file and a rename: readers never see half a file.
+    ``mode`` (e.g. ``PRIVATE_FILE``) is set before the rename, so the file is never readable more widely."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     tmp.write_text(text, encoding="utf-8")
+    if mode is not None:
+        os.chmod(tmp, mode)
     os.replace(tmp, path)
     return path
+
+
+# The prediction log and the label feed hold people's attributes (sensitive ones included): every copy of them is
+# kept as the service writes them, folders 0700 and files 0600.
+PRIVATE_DIR, PRIVATE_FILE = 0o700, 0o600
+
+
+def private_dir(path: str | Path) -> Path:
+    """``path`` created (with its parents) and set to mode 0700."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    os.chmod(path, PRIVATE_DIR)
+    return path
+
+
+def copy_private(source: str | Path, dest: str | Path) -> Path:
+    """Copy a file's bytes to ``dest`` with mode 0600 (set before any byte is written)."""
+    dest = Path(dest)
+    fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE)
+    with os.fdopen(fd, "wb") as out, open(source, "rb") as src:
+        shutil.copyfileobj(src, out, 1 << 20)
+    os.chmod(dest, PRIVATE_FILE)
+    return dest
 
 
 def to_json(data: Any) -> str:

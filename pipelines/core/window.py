@@ -14,6 +14,7 @@ reference and the windows are counted by one code path.
 
 from __future__ import annotations
 
+import gzip
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -152,7 +153,10 @@ def count_table(con: duckdb.DuckDBPyConnection, table: str, spec: WindowSpec) ->
     """Count the rows of ``table``: columns ``score``, ``decision``, ``label`` (null when not yet known),
     ``time``, ``label_time`` (ISO strings or null) and one column per feature."""
     q = f'"{table}"'
-    rows, first, last = con.execute(f"SELECT count(*), min(time), max(time) FROM {q}").fetchone() or (
+    valid_time = "TRY_CAST(time AS TIMESTAMPTZ) IS NOT NULL"  # a time that is not one is no first or last
+    rows, first, last = con.execute(
+        f"SELECT count(*), min(time) FILTER (WHERE {valid_time}), max(time) FILTER (WHERE {valid_time}) FROM {q}"
+    ).fetchone() or (
         0,
         None,
         None,
@@ -224,8 +228,8 @@ def count_table(con: duckdb.DuckDBPyConnection, table: str, spec: WindowSpec) ->
     lag = np.zeros(len(LAG_EDGES) + 1)
     lags = _fetch_float(
         con,
-        f"SELECT epoch(CAST(label_time AS TIMESTAMPTZ)) - epoch(CAST(time AS TIMESTAMPTZ)) FROM {q} "
-        "WHERE label IS NOT NULL AND label_time IS NOT NULL AND time IS NOT NULL",
+        f"SELECT epoch(TRY_CAST(label_time AS TIMESTAMPTZ)) - epoch(TRY_CAST(time AS TIMESTAMPTZ)) AS lag_s FROM {q} "
+        "WHERE label IS NOT NULL AND lag_s IS NOT NULL",  # a time that does not parse has no lag
     )
     if lags.size:
         lag += np.bincount(np.searchsorted(LAG_EDGES, lags, side="right"), minlength=lag.size)
@@ -260,9 +264,11 @@ def log_schema(spec: WindowSpec) -> dict[str, str]:
 
 
 def line_count(path: Path) -> int:
-    """Lines of a text file, read in 16 MiB chunks (the log's quality figures; a blank line counts as unreadable)."""
+    """Lines of a text file, read in 16 MiB chunks (the log's quality figures; a blank line counts as unreadable);
+    a ``.gz`` file is counted uncompressed, as DuckDB reads it."""
     n, last = 0, b"\n"
-    with path.open("rb") as fh:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as fh:
         while chunk := fh.read(1 << 24):
             n += chunk.count(b"\n")
             last = chunk[-1:]

@@ -181,3 +181,29 @@ def test_invalid_answers_and_labels_are_counted_not_fatal(tmp_path: Path) -> Non
     assert c.rows == 3 and c.arrays["label:count"].sum() == 1  # r0, r4, r5 kept; only r5's label is a label
     assert c.arrays["feature:age"][4] == 1  # 1e308 is above the range
     json.dumps(c.to_dict(), allow_nan=False)  # every count is finite
+
+
+@pytest.mark.parametrize("bad", ["tomorrow", "", "2026-13-45T99:00:00", "1e9", "null-ish"])
+def test_a_time_that_is_not_one_counts_without_a_lag_never_crashes(tmp_path: Path, bad: str) -> None:
+    """Found by a review: one unparseable time in the log or the label feed stopped the monitor (a cast error)."""
+    lines = [line(i, 30, "Male", 0.3) for i in range(4)]
+    lines[1] = lines[1].replace('"time": "2026-01-01T00:00:01.000+00:00"', json.dumps({"time": bad})[1:-1])
+    labels = write(
+        tmp_path / "l.jsonl",
+        [json.dumps({"request_id": f"r{i}", "label": 1, "time": "2026-01-01T02:00:00+00:00"}) for i in (0, 1)]
+        + [json.dumps({"request_id": "r2", "label": 0, "time": bad})],
+    )
+    c = count_log([write(tmp_path / "p.jsonl", lines)], SPEC, [labels])
+    assert c.rows == 4 and c.arrays["label:count"].sum() == 3  # every answer and label counted
+    assert c.arrays["lag"].sum() == 1  # only r0 has two times that parse
+    assert c.first == "2026-01-01T00:00:00.000+00:00" and c.last == "2026-01-01T00:00:03.000+00:00"
+
+
+def test_a_compressed_partition_counts_its_lines_uncompressed(tmp_path: Path) -> None:
+    import gzip
+
+    body = "".join(line(i, 30, "Male", 0.3) + "\n" for i in range(50)).encode()
+    path = tmp_path / "p.jsonl.1.gz"
+    path.write_bytes(gzip.compress(body))
+    c = count_log([path], SPEC)
+    assert c.rows == 50 and c.arrays["quality"].tolist() == [50, 50, 0]
