@@ -15,7 +15,7 @@ export DVC_NO_ANALYTICS := 1
 export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: help venv params params-check pipeline repro serve replay monitor ct ct-matrix ct-fetch ct-publish manifests manifests-check \
-  promote rollback deploy-status register images release-prs pr-report pr-comment policy-venv workflows-check site \
+  promote rollback deploy-status register registry-sync images release-prs pr-report pr-comment policy-venv workflows-check site \
   docs-serve browser test lint typecheck bench lock clean
 PORT ?= # default: the system's serving.port (adult 3000, hmda 3001)
 # SYSTEM=<name> limits pipeline, site and serve to one system (a key of `systems` in params.yaml); empty: all.
@@ -103,17 +103,20 @@ manifests-check: $(STAMP) policy-venv ## manifests current, then every overlay: 
 
 promote: $(STAMP) ## point an environment at a registered version (SYSTEM= ENV=staging|prod VERSION=v1.0.3)
 	@test -n "$(SYSTEM)" -a -n "$(ENV)" -a -n "$(VERSION)" || { echo "usage: make promote SYSTEM=<name> ENV=staging|prod VERSION=<v>" >&2; exit 2; }
-	$(BIN)/python -m pipelines.deploy promote --system $(SYSTEM) --env $(ENV) --version $(VERSION)
+	$(BIN)/python -m pipelines.deploy promote --system '$(SYSTEM)' --env '$(ENV)' --version '$(VERSION)'
 
 rollback: $(STAMP) ## point an environment back at the version it served before (SYSTEM= ENV= [VERSION=])
 	@test -n "$(SYSTEM)" -a -n "$(ENV)" || { echo "usage: make rollback SYSTEM=<name> ENV=staging|prod [VERSION=<v>]" >&2; exit 2; }
-	$(BIN)/python -m pipelines.deploy rollback --system $(SYSTEM) --env $(ENV) $(if $(VERSION),--version $(VERSION),)
+	$(BIN)/python -m pipelines.deploy rollback --system '$(SYSTEM)' --env '$(ENV)' $(if $(VERSION),--version '$(VERSION)',)
 
 deploy-status: $(STAMP) ## what every system serves in every environment (the desired state in git)
 	@$(BIN)/python -m pipelines.deploy status
 
 register: $(STAMP) ## CD: register (GTO) every system whose champion changed; PUSH=1 pushes the tags
 	$(BIN)/python -m pipelines.deploy register $(if $(filter 1 yes true,$(PUSH)),--push,)
+
+registry-sync: $(STAMP) ## CD: the registry's stages (GTO tags) follow the merged desired state; PUSH=1 pushes them
+	$(BIN)/python -m pipelines.deploy sync-registry $(if $(filter 1 yes true,$(PUSH)),--push,)
 
 images: $(STAMP) ## CD: build and push the image of every newly registered version from its bento [DRY_RUN=1]
 	$(BIN)/python -m pipelines.deploy images $(DRY)
@@ -123,11 +126,11 @@ release-prs: $(STAMP) ## CD: a pull request promoting each newly registered vers
 
 pr-report: $(STAMP) ## Markdown report of what the change does to each system against BASE=<rev> (var/pr-report.md)
 	@test -n "$(BASE)" || { echo "usage: make pr-report BASE=<rev>" >&2; exit 2; }
-	$(BIN)/python -m pipelines.pr_report --base $(BASE)
+	$(BIN)/python -m pipelines.pr_report --base '$(BASE)'
 
 pr-comment: $(STAMP) ## post var/pr-report.md on pull request PR=<n> with gh [DRY_RUN=1]
 	@test -n "$(PR)" || { echo "usage: make pr-comment PR=<number>" >&2; exit 2; }
-	$(BIN)/python -m pipelines.pr_report --comment $(PR) $(DRY)
+	$(BIN)/python -m pipelines.pr_report --comment '$(PR)' $(DRY)
 
 # checkov pins packages this project also uses (at other versions): it gets a virtual environment of its own.
 POLICY_VENV := .venv-policy

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -71,21 +72,43 @@ def release_path(system: str, env: str) -> Path:
 
 
 def read_release(path: Path) -> Release:
-    """The desired state in ``path``; a DeployError names the file and the key that is wrong."""
+    """The desired state in ``path`` (``services/k8s/<system>/<env>/release.yaml``); errors name the file and key."""
     try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise PipelineError(f"{path}: no desired state (run make manifests)") from None
+    return parse_release(text, str(path), path.parent.parent.name, path.parent.name)
+
+
+def parse_release(text: str, path: str, system: str, env: str) -> Release:
+    """A desired state's ``spec``, checked: its system and environment are those of its folder, a canary or shadow
+    needs a challenger, and the versions it served before are versions."""
+    try:
+        doc = yaml.safe_load(text)
     except yaml.YAMLError as err:
         raise PipelineError(f"{path} is not valid YAML: {err}") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("spec"), dict):
         raise PipelineError(f"{path}: expected a ModelRelease with a 'spec' mapping")
     try:
-        return Release.model_validate(doc["spec"])
+        release = Release.model_validate(doc["spec"])
     except ValidationError as err:
         raise PipelineError(
             f"{path}: invalid desired state:\n" + "\n".join(describe_errors("spec", err))
         ) from None
+    problems = []
+    if (release.system, release.environment) != (system, env):
+        problems.append(
+            f"spec.system and spec.environment say {release.system} {release.environment}, but the file is "
+            f"{system}'s {env}"
+        )
+    if release.routing != "champion_only" and not release.challenger:
+        problems.append(f"spec.routing {release.routing!r} needs a challenger, and spec.challenger is empty")
+    bad = [v for v in release.previous if not re.fullmatch(r"v\d+\.\d+\.\d+", v)]
+    if bad:
+        problems.append(f"spec.previous holds {bad}: expected registered versions such as v1.0.3")
+    if problems:
+        raise PipelineError(f"{path}: invalid desired state:\n  " + "\n  ".join(problems))
+    return release
 
 
 def render_release(release: Release) -> str:
@@ -218,8 +241,14 @@ def git(repo: Path, *args: str) -> str:
     return proc.stdout
 
 
+def semver(version: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in version.lstrip("v").split("."))
+
+
 def registered(repo: Path, system: str) -> list[str]:
-    return sorted(t.split("@", 1)[1] for t in git(repo, "tag", "--list", f"{system}@v*").split())
+    """The registered versions of ``system`` (tags ``system@vX.Y.Z``), oldest first."""
+    tags = [t.split("@", 1)[1] for t in git(repo, "tag", "--list", f"{system}@v*").split()]
+    return sorted((v for v in tags if re.fullmatch(r"v\d+\.\d+\.\d+", v)), key=semver)
 
 
 def registered_commit(repo: Path, system: str, version: str) -> str:
@@ -293,6 +322,45 @@ def check_prod(repo: Path, system: str, version: str, commit: str) -> None:
         )
 
 
+def committed_release(repo: Path, system: str, env: str) -> Release:
+    """The desired state of ``env`` as committed at HEAD (what is merged, not what the working tree says)."""
+    path = release_path(system, env)
+    proc = subprocess.run(
+        ["git", "show", f"HEAD:{path}"], cwd=repo, capture_output=True, text=True, check=False
+    )
+    if proc.returncode != 0:
+        raise PipelineError(f"{path} is not committed at HEAD (run make manifests and commit)")
+    return parse_release(proc.stdout, f"{path} at HEAD", system, env)
+
+
+def registry_stages(repo: Path) -> dict[str, dict[str, str]]:
+    """``{system: {stage: version}}`` as the registry's tags say (``gto show --json``)."""
+    gto = str(Path(sys.executable).parent / "gto")
+    proc = subprocess.run([gto, "show", "--json"], cwd=repo, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise PipelineError(f"gto show: {proc.stderr.strip()[-500:]}")
+    data = json.loads(proc.stdout or "{}")
+    return {k: dict(v.get("stage") or {}) for k, v in data.items() if isinstance(v, dict)}
+
+
+def sync_registry(repo: Path, params: dict[str, Any], push: bool) -> list[str]:
+    """The registry's stages (GTO tags ``system#env#N``) made to match the committed desired state: CD runs it after
+    a merge, so the registry records what was merged, never a promotion still under review."""
+    changed = []
+    for system in systems_of(params):
+        stages = registry_stages(repo).get(system, {})
+        for env in ENVIRONMENTS:
+            wanted = committed_release(repo, system, env).version
+            if wanted == UNRELEASED or stages.get(env) == wanted:
+                continue
+            assign_stage(repo, system, wanted, env)
+            changed.append(f"{system} {env} -> {wanted}")
+            print(f"[deploy] registry: {system} {env} is {wanted}")
+    if push and changed:
+        execute(["git", "push", "origin", "--tags"], False, repo)
+    return changed
+
+
 def assign_stage(repo: Path, system: str, version: str, env: str) -> None:
     """The registry's stage (a GTO tag ``system#env#N`` on the version's commit)."""
     from gto.api import assign  # imported here: a second or two, and only promotions need it
@@ -310,11 +378,11 @@ def promote(repo: Path, params: dict[str, Any], system: str, env: str, version: 
     new = release_for(repo, deploy, system, env, version, old)
     if env == "prod":
         check_prod(repo, system, version, new.commit)
-        staging = read_release(repo / release_path(system, "staging"))
+        staging = committed_release(repo, system, "staging")
         if staging.version != version:
             raise PipelineError(
-                f"refused: {system} {version} is not what staging serves ({staging.version}); promote it to "
-                "staging first"
+                f"refused: {system} {version} is not what staging serves on {git(repo, 'rev-parse', '--short', 'HEAD').strip()} "
+                f"({staging.version}, committed); promote it to staging and merge that first"
             )
     if old.version == version:
         raise PipelineError(f"{system} {env} already serves {version}")
@@ -323,7 +391,6 @@ def promote(repo: Path, params: dict[str, Any], system: str, env: str, version: 
             update={"previous": [old.version, *[v for v in old.previous if v != old.version]][:20]}
         )
     write_text_atomic(path, render_release(new))
-    assign_stage(repo, system, version, env)
     return new
 
 
@@ -334,14 +401,18 @@ def rollback(repo: Path, params: dict[str, Any], system: str, env: str, version:
     target = version or (old.previous[0] if old.previous else None)
     if target is None:
         raise PipelineError(f"{system} {env} has no earlier version to roll back to (serves {old.version})")
+    if target not in old.previous:
+        raise PipelineError(
+            f"{system} {env} never served {target} (before: {', '.join(old.previous) or 'none'}): a rollback returns "
+            "to an earlier version; use make promote for any other"
+        )
     if target == old.version:
         raise PipelineError(f"{system} {env} already serves {target}")
     new = release_for(repo, deploy, system, env, target, old)
     if env == "prod":
         check_prod(repo, system, target, new.commit)
-    rest = [v for v in old.previous if v != target]
+    rest = [old.version, *[v for v in old.previous if v not in (target, old.version)]][:20]
     write_text_atomic(path, render_release(new.model_copy(update={"previous": rest})))
-    assign_stage(repo, system, target, env)
     return new
 
 
@@ -367,8 +438,7 @@ REGISTERED = Path("var/deploy/registered.json")
 
 def latest_registered(repo: Path, system: str) -> str | None:
     versions = registered(repo, system)
-    key = lambda v: tuple(int(x) for x in v.lstrip("v").split("."))  # noqa: E731
-    return max(versions, key=key) if versions else None
+    return versions[-1] if versions else None
 
 
 def next_version(latest: str | None) -> str:
@@ -403,24 +473,38 @@ def register_changed(repo: Path, params: dict[str, Any], push: bool = False) -> 
         if push:
             execute(["git", "push", "origin", f"refs/tags/{system}@{version}"], False, repo)
         print(f"[deploy] {system}: registered {version} (champion {package['champion']})")
-    write_text_atomic(repo / REGISTERED, json.dumps(out, indent=2) + "\n")
+    write_text_atomic(repo / REGISTERED, json.dumps(newly_registered(repo), indent=2) + "\n")
     return out
 
 
 def newly_registered(repo: Path) -> list[dict[str, str]]:
-    path = repo / REGISTERED
-    if not path.is_file():
-        raise PipelineError(f"{REGISTERED} is missing: run make register first")
-    data = json.loads(path.read_text())
-    return data if isinstance(data, list) else []
+    """The versions registered at HEAD (their tags point at it): the same answer however often register ran."""
+    head = git(repo, "rev-parse", "HEAD").strip()
+    out = []
+    for tag in git(repo, "tag", "--points-at", head).split():
+        system, _, version = tag.partition("@")
+        if version and re.fullmatch(r"v\d+\.\d+\.\d+", version) and (repo / K8S / system).is_dir():
+            champion = committed_json(repo, head, f"reports/{system}/package.json").get("champion", "")
+            out.append({"system": system, "version": version, "commit": head, "champion": champion})
+    if not out:
+        print(
+            "[deploy] no version is registered at HEAD (make register registers one when a champion changed)"
+        )
+    return sorted(out, key=lambda e: e["system"])
 
 
 def execute(command: list[str], dry_run: bool, repo: Path) -> None:
     print("[deploy] " + ("would run: " if dry_run else "") + " ".join(command))
     if not dry_run:
-        proc = subprocess.run(command, cwd=repo, check=False)
+        try:
+            proc = subprocess.run(command, cwd=repo, check=False)
+        except FileNotFoundError:
+            raise PipelineError(f"{command[0]} is not installed (needed for: {' '.join(command)})") from None
         if proc.returncode != 0:
-            raise PipelineError(f"{command[0]} failed (exit {proc.returncode}): {' '.join(command)}")
+            tool = next(
+                (Path(c).name for c in command if not c.startswith(("env", "BENTOML_HOME="))), command[0]
+            )
+            raise PipelineError(f"{tool} failed (exit {proc.returncode}): {' '.join(command)}")
 
 
 def build_images(repo: Path, params: dict[str, Any], dry_run: bool) -> None:
@@ -439,10 +523,17 @@ def build_images(repo: Path, params: dict[str, Any], dry_run: bool) -> None:
 def release_prs(repo: Path, params: dict[str, Any], dry_run: bool) -> list[str]:
     """A branch per newly registered version that promotes it to staging; pushed with a pull request."""
     start = git(repo, "rev-parse", "--abbrev-ref", "HEAD").strip()
+    dirty = git(repo, "status", "--porcelain", "--untracked-files=no", "--", str(K8S)).strip()
+    if dirty:
+        raise PipelineError(f"services/k8s has uncommitted changes; commit or stash them first:\n{dirty}")
     branches = []
     for entry in newly_registered(repo):
         system, version = entry["system"], entry["version"]
         branch = f"deploy/{system}/{version}"
+        if resolve_commit(repo, f"refs/heads/{branch}") is not None:
+            raise PipelineError(
+                f"branch {branch} exists already (its pull request is open or merged); nothing was done"
+            )
         git(repo, "checkout", "-q", "-b", branch)
         try:
             promote(repo, params, system, "staging", version)
@@ -475,6 +566,9 @@ def main(argv: list[str] | None = None) -> None:
         p.add_argument("--env", required=True, choices=ENVIRONMENTS)
         p.add_argument("--version", required=name == "promote", default=None)
     sub.add_parser("status", help="what every system serves in every environment")
+    sub.add_parser(
+        "sync-registry", help="CD: the registry's stages follow the committed desired state"
+    ).add_argument("--push", action="store_true", help="push the stage tags to origin")
     sub.add_parser("register", help="CD: register every system whose champion changed").add_argument(
         "--push", action="store_true", help="push the new version tags to origin"
     )
@@ -491,7 +585,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.command in ("promote", "rollback"):
         systems_of(params)
         system_params(params, args.system)  # an unknown system names the ones that exist
-        if args.version is not None and not (args.version == UNRELEASED or args.version.startswith("v")):
+        if args.version is not None and not re.fullmatch(r"v\d+\.\d+\.\d+", args.version):
             raise PipelineError(f"--version {args.version!r}: expected a registered version such as v1.0.3")
     if args.command == "manifests":
         stale = manifests(params, repo, args.check)
@@ -511,6 +605,9 @@ def main(argv: list[str] | None = None) -> None:
         print(f"[deploy] changed {release_path(args.system, args.env)}: commit it and open a pull request")
     elif args.command == "register":
         register_changed(repo, params, args.push)
+    elif args.command == "sync-registry":
+        if not sync_registry(repo, params, args.push):
+            print("[deploy] registry: every stage already names what the desired state names")
     elif args.command == "validate":
         validate(repo, params)
     elif args.command == "images":

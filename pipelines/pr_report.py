@@ -114,6 +114,18 @@ def delta(a: float | None, b: float | None) -> str:
     return "n/a" if a is None or b is None else f"{b - a:+.4f}"
 
 
+def deployed(text: str | None) -> str | None:
+    """The version a desired-state file names, with its champion (``v1.0.3 (hmda-logreg:...)``)."""
+    if text is None:
+        return None
+    try:
+        spec = (yaml.safe_load(text) or {}).get("spec") or {}
+    except (yaml.YAMLError, AttributeError):
+        return "(unreadable)"
+    champion = spec.get("champion")
+    return f"{spec.get('version')}" + (f" ({champion})" if champion else "")
+
+
 def system_report(base: Revision, head: Revision, system: str, repository: str) -> dict[str, Any] | None:
     """One system's section, or None when nothing the report shows changed."""
     bp, hp = base.params(), head.params()
@@ -127,7 +139,13 @@ def system_report(base: Revision, head: Revision, system: str, repository: str) 
     champion = hg.get("champion")
     hm = head.json(f"reports/{system}/eval/{champion}/metrics.json") if champion else None
     bm = base.json(f"reports/{system}/eval/{bg.get('champion')}/metrics.json") if bg.get("champion") else None
-    if not params and bg == hg and bv == hv and bd == hd and bm == hm:
+    deployments = []
+    for env in ("staging", "prod"):
+        path = f"services/k8s/{system}/{env}/release.yaml"
+        before, after = (deployed(r.text(path)) for r in (base, head))
+        if before != after:
+            deployments.append(f"{env} {before or 'absent'} → {after or 'absent'}")
+    if not params and not deployments and bg == hg and bv == hv and bd == hd and bm == hm:
         return None
     primary = hg.get("primary_metric") or bg.get("primary_metric") or "roc_auc"
     models = []
@@ -205,6 +223,7 @@ def system_report(base: Revision, head: Revision, system: str, repository: str) 
         "contract": contract,
         "monitor": monitor,
         "plots": plots,
+        "deployments": deployments,
     }
 
 

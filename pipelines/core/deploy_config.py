@@ -14,6 +14,15 @@ from pydantic import Field, model_validator
 from pipelines.core.config import Section
 
 Quantity = Annotated[str, Field(pattern=r"^[0-9]+(\.[0-9]+)?(m|Ki|Mi|Gi|Ti)?$")]  # Kubernetes quantities
+UNITS = {"m": 1e-3, "Ki": 2.0**10, "Mi": 2.0**20, "Gi": 2.0**30, "Ti": 2.0**40, "": 1.0}
+
+
+def amount(quantity: str) -> float:
+    """A quantity's value in base units (cores, bytes): ``500m`` is 0.5, ``1Gi`` is 2**30."""
+    number = quantity.rstrip("mKiGT")
+    return float(number) * UNITS[quantity[len(number) :]]
+
+
 ENVIRONMENTS = ("staging", "prod")
 
 
@@ -64,7 +73,7 @@ class DeployConfig(Section):
     )  # <repo>/<system>:<sha12>
     repo_url: str = Field(pattern=r"^(https://|git@)\S+$")  # what Argo CD syncs from
     revision: str = Field(min_length=1)  # the branch Argo CD follows
-    namespace_prefix: str = Field(pattern=r"^[a-z0-9-]{0,20}$")  # namespace <prefix><system>-<env>
+    namespace_prefix: str = Field(pattern=r"^([a-z][a-z0-9-]{0,19})?$")  # namespace <prefix><system>-<env>
     container_port: int = Field(ge=1024, le=65535)  # the bento's HTTP port inside the image
     run_as_user: int = Field(ge=1000, le=2**31 - 1)  # a numeric, non-root user id
     requests: Resources
@@ -82,6 +91,14 @@ class DeployConfig(Section):
         missing = [e for e in ENVIRONMENTS if e not in self.environments]
         if missing:
             raise ValueError(f"environments must name {list(ENVIRONMENTS)}; missing {missing}")
+        for what in ("cpu", "memory"):
+            request, limit = getattr(self.requests, what), getattr(self.limits, what)
+            if amount(request) > amount(limit):
+                raise ValueError(f"requests.{what} ({request}) is above limits.{what} ({limit})")
+            if amount(request) <= 0:
+                raise ValueError(f"requests.{what} must be above 0, got {request}")
+        if amount(self.log_volume) <= 0:
+            raise ValueError(f"log_volume must be above 0, got {self.log_volume}")
         for name, env in self.environments.items():
             if self.min_available >= env.min_replicas:
                 raise ValueError(

@@ -102,7 +102,14 @@ def expect(repo: Path, env: str, version: str, commit: str, champion: str, other
     assert spec.routing.challenger_weight == float(got["env"]["ADULT_CHALLENGER_WEIGHT"])
     _, stale = apply_deployment_env(image(repo, other), got["env"])
     assert len(stale) == 1 and "the desired state and the image disagree" in stale[0]
-    assert stage_of(repo, env) == version
+
+
+def merged(repo: Path, message: str, stages: dict[str, str]) -> None:
+    """Commit (the pull request merged), then CD's registry sync: the registry's stages follow what was merged."""
+    commit_all(repo, message)
+    deploy(repo, "sync-registry")
+    for env, version in stages.items():
+        assert stage_of(repo, env) == version
 
 
 def test_promote_to_staging_then_prod_and_roll_back(repo: dict[str, Any]) -> None:
@@ -110,30 +117,58 @@ def test_promote_to_staging_then_prod_and_roll_back(repo: dict[str, Any]) -> Non
     assert rendered(path, "prod")["image"].endswith(":unreleased")
     deploy(path, "promote", "--system", SYSTEM, "--env", "staging", "--version", "v1.0.0")
     assert changed(path) == [f"services/k8s/{SYSTEM}/staging/release.yaml"]  # the file, nothing else
+    assert stage_of(path, "staging") is None  # the registry follows merges, not proposals
     expect(path, "staging", "v1.0.0", repo["v1"], c1, repo["v2"])
-    commit_all(path, "adult v1.0.0 to staging")
+    early = deploy(path, "promote", "--system", SYSTEM, "--env", "prod", "--version", "v1.0.0", check=False)
+    assert early.returncode == 1 and "(unreleased, committed)" in early.stderr  # staging not merged yet
+    merged(path, "adult v1.0.0 to staging", {"staging": "v1.0.0"})
     deploy(path, "promote", "--system", SYSTEM, "--env", "prod", "--version", "v1.0.0")
     expect(path, "prod", "v1.0.0", repo["v1"], c1, repo["v2"])
-    commit_all(path, "adult v1.0.0 to prod")
+    merged(path, "adult v1.0.0 to prod", {"staging": "v1.0.0", "prod": "v1.0.0"})
 
     refused = deploy(path, "promote", "--system", SYSTEM, "--env", "prod", "--version", "v1.0.1", check=False)
-    assert refused.returncode == 1 and "is not what staging serves (v1.0.0)" in refused.stderr
+    assert refused.returncode == 1 and "(v1.0.0, committed)" in refused.stderr
     assert changed(path) == []  # a refusal changes nothing
     deploy(path, "promote", "--system", SYSTEM, "--env", "staging", "--version", "v1.0.1")
     expect(path, "staging", "v1.0.1", repo["v2"], c2, repo["v1"])
+    merged(path, "adult v1.0.1 to staging", {"staging": "v1.0.1", "prod": "v1.0.0"})
     deploy(path, "promote", "--system", SYSTEM, "--env", "prod", "--version", "v1.0.1")
     expect(path, "prod", "v1.0.1", repo["v2"], c2, repo["v1"])
-    commit_all(path, "adult v1.0.1 to staging and prod")
+    merged(path, "adult v1.0.1 to prod", {"staging": "v1.0.1", "prod": "v1.0.1"})
+    report = run(["python", "-m", "pipelines.pr_report", "--base", "HEAD~1", "--head", "HEAD"], path).stdout
+    assert (
+        f"**Deployment** (the desired state in `services/k8s/{SYSTEM}/`): prod v1.0.0 ({c1}) → v1.0.1 ({c2})"
+        in report
+    )
+    assert "### hmda" not in report  # the pull request of a promotion names what it deploys, and nothing else
     status = deploy(path, "status").stdout
     assert f"{SYSTEM:<12} prod     v1.0.1" in status and "hmda         prod     unreleased" in status
 
+    never = deploy(path, "rollback", "--system", SYSTEM, "--env", "prod", "--version", "v1.0.2", check=False)
+    assert never.returncode == 1 and "never served v1.0.2" in never.stderr  # not a promotion in disguise
     deploy(path, "rollback", "--system", SYSTEM, "--env", "prod")
     assert changed(path) == [f"services/k8s/{SYSTEM}/prod/release.yaml"]
     expect(path, "prod", "v1.0.0", repo["v1"], c1, repo["v2"])
     expect(path, "staging", "v1.0.1", repo["v2"], c2, repo["v1"])  # staging keeps what it tests
-    commit_all(path, "roll back adult prod")
-    again = deploy(path, "rollback", "--system", SYSTEM, "--env", "prod", check=False)
-    assert again.returncode == 1 and "no earlier version to roll back to" in again.stderr
+    merged(path, "roll back adult prod", {"staging": "v1.0.1", "prod": "v1.0.0"})
+    release = yaml.safe_load((path / f"services/k8s/{SYSTEM}/prod/release.yaml").read_text())["spec"]
+    assert release["previous"] == ["v1.0.1"]  # the rollback itself can be undone
+
+
+def test_a_desired_state_must_be_of_its_folder(repo: dict[str, Any], tmp_path: Path) -> None:
+    path = Path(shutil.copytree(repo["path"], tmp_path / "repo", symlinks=True))
+    target = path / f"services/k8s/{SYSTEM}/staging/release.yaml"
+    original = yaml.safe_load(target.read_text())
+    for change, needle in [
+        ({"environment": "prod"}, f"but the file is {SYSTEM}'s staging"),
+        ({"system": "hmda"}, f"but the file is {SYSTEM}'s staging"),
+        ({"routing": "canary", "challenger": ""}, "needs a challenger"),
+        ({"previous": ["foo"]}, "spec.previous holds ['foo']"),
+    ]:
+        doc = {**original, "spec": {**original["spec"], **change}}
+        target.write_text(yaml.safe_dump(doc))
+        proc = deploy(path, "status", check=False)
+        assert proc.returncode == 1 and needle in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
 
 
 def test_prod_refuses_unregistered_and_gate_failing_versions(repo: dict[str, Any], tmp_path: Path) -> None:
@@ -168,17 +203,16 @@ def test_prod_refuses_unregistered_and_gate_failing_versions(repo: dict[str, Any
 
 def test_cd_opens_one_branch_per_new_version(repo: dict[str, Any], tmp_path: Path) -> None:
     path = Path(shutil.copytree(repo["path"], tmp_path / "repo", symlinks=True))
-    run(["git", "checkout", "-q", repo["v2"]], path)
-    run(["git", "checkout", "-q", "-b", "main-copy"], path)
-    (path / f"services/k8s/{SYSTEM}/staging/release.yaml").write_text(
-        run(["git", "show", f"{repo['v1']}:services/k8s/{SYSTEM}/staging/release.yaml"], path).stdout
-    )
-    commit_all(path, "staging as it was")
+    run(["git", "checkout", "-q", "-b", "main-copy", repo["v2"]], path)  # the merge that registered v1.0.1
+    tags = run(["git", "tag", "--list"], path).stdout
     out = deploy(path, "release-prs", "--dry-run").stdout
     assert f"would run: git push origin deploy/{SYSTEM}/v1.0.1" in out and "would run: gh pr create" in out
     files = run(["git", "show", "--name-only", "--format=", f"deploy/{SYSTEM}/v1.0.1"], path).stdout.split()
     assert files == [f"services/k8s/{SYSTEM}/staging/release.yaml"]
     shown = run(["git", "show", f"deploy/{SYSTEM}/v1.0.1:services/k8s/{SYSTEM}/staging/release.yaml"], path)
     assert "version: v1.0.1" in shown.stdout
+    assert run(["git", "tag", "--list"], path).stdout == tags  # a promotion assigns no stage: merges do
+    again = deploy(path, "release-prs", "--dry-run", check=False)
+    assert again.returncode == 1 and "exists already" in again.stderr
     images = deploy(path, "images", "--dry-run").stdout
     assert "containerize adult:" in images and f"/{SYSTEM}:{repo['v2'][:12]}" in images

@@ -94,6 +94,10 @@ def test_a_bad_deploy_config_names_the_key(tmp_path: Path) -> None:
         ("adult.deploy.min_available=3", "min_available (3) must be below environments.staging.min_replicas"),
         ("adult.deploy.run_as_user=0", "adult.deploy.run_as_user"),
         ("adult.deploy.requests.cpu=lots", "adult.deploy.requests.cpu"),
+        ("adult.deploy.requests.cpu='4'", "requests.cpu (4) is above limits.cpu (2)"),
+        ("adult.deploy.requests.memory=8Gi", "requests.memory (8Gi) is above limits.memory (2Gi)"),
+        ("adult.deploy.namespace_prefix=-x-", "adult.deploy.namespace_prefix"),
+        ("adult.deploy.log_volume='0'", "log_volume must be above 0"),
     ]:
         proc = run(["python", "-m", "pipelines.compose", override], repo, check=False)
         assert proc.returncode != 0 and needle in proc.stderr, (override, proc.stderr)

@@ -107,7 +107,7 @@ def test_the_pipeline_and_cd_steps_cover_the_gitops_loop() -> None:
         "make pr-comment",
     ):
         assert target in ci, target
-    for target in ("make pipeline", "make register", "make images", "make release-prs"):
+    for target in ("make pipeline", "make register", "make registry-sync", "make images", "make release-prs"):
         assert target in cd, target
 
 
