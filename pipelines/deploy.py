@@ -416,9 +416,40 @@ def rollback(repo: Path, params: dict[str, Any], system: str, env: str, version:
     return new
 
 
+def release_problems(repo: Path, params: dict[str, Any]) -> list[str]:
+    """Each desired state against the registry: its commit is its version's tag, its image is that commit's, and
+    its champion and challenger are what that commit packaged (a hand edit that mixes two releases is caught)."""
+    problems = []
+    for system in systems_of(params):
+        deploy = section(system_params(params, system), "deploy", DeployConfig)
+        for env in ENVIRONMENTS:
+            path = release_path(system, env)
+            r = read_release(repo / path)
+            if r.version == UNRELEASED:
+                continue
+            tagged = resolve_commit(repo, f"refs/tags/{system}@{r.version}")
+            if tagged is None:
+                problems.append(f"{path}: {r.version} is not registered (no tag {system}@{r.version})")
+                continue
+            package = committed_json(repo, tagged, f"reports/{system}/package.json")
+            wanted = {
+                "commit": tagged,
+                "image": f"{deploy.image_repository}/{system}:{tagged[:12]}",
+                "champion": package.get("champion"),
+                "challenger": package.get("challenger") or "",
+            }
+            for key, value in wanted.items():
+                if getattr(r, key) != value:
+                    problems.append(
+                        f"{path}: spec.{key} is {getattr(r, key)!r}, but {r.version} has {value!r}"
+                    )
+    return problems
+
+
 def validate(repo: Path, params: dict[str, Any]) -> None:
-    """Every overlay of every system through :func:`k8s_policy.check_overlay`, and every Argo CD Application."""
-    problems: list[str] = []
+    """Every desired state against the registry, every overlay of every system through
+    :func:`k8s_policy.check_overlay`, and every Argo CD Application."""
+    problems: list[str] = release_problems(repo, params)
     for system in systems_of(params):
         for env in ENVIRONMENTS:
             folder = repo / K8S / system / env

@@ -153,6 +153,32 @@ def test_promote_to_staging_then_prod_and_roll_back(repo: dict[str, Any]) -> Non
     merged(path, "roll back adult prod", {"staging": "v1.0.1", "prod": "v1.0.0"})
     release = yaml.safe_load((path / f"services/k8s/{SYSTEM}/prod/release.yaml").read_text())["spec"]
     assert release["previous"] == ["v1.0.1"]  # the rollback itself can be undone
+    assert release_problems(path) == []  # every desired state agrees with the registry
+
+
+def release_problems(repo: Path) -> list[str]:
+    from pipelines.core.config import load_params
+    from pipelines.deploy import release_problems as check
+
+    return check(repo, load_params(repo / "params.yaml"))
+
+
+def test_a_desired_state_that_mixes_two_releases_is_caught(repo: dict[str, Any], tmp_path: Path) -> None:
+    path = Path(shutil.copytree(repo["path"], tmp_path / "repo", symlinks=True))
+    target = path / f"services/k8s/{SYSTEM}/prod/release.yaml"
+    doc = yaml.safe_load(target.read_text())
+    assert doc["spec"]["version"] != "unreleased" and release_problems(path) == []
+    other = repo["v2"] if doc["spec"]["commit"] == repo["v1"] else repo["v1"]
+    for key, value in [
+        ("commit", other),
+        ("image", "docker.io/evil/x:" + other[:12]),
+        ("champion", "adult-hgb:0"),
+    ]:
+        target.write_text(yaml.safe_dump({**doc, "spec": {**doc["spec"], key: value}}))
+        found = release_problems(path)
+        assert len(found) == 1 and f"spec.{key} is {value!r}, but {doc['spec']['version']} has" in found[0], (
+            found
+        )
 
 
 def test_a_desired_state_must_be_of_its_folder(repo: dict[str, Any], tmp_path: Path) -> None:
