@@ -58,7 +58,9 @@ def test_make_manifests_check_passes_and_names_a_broken_overlay(tmp_path: Path) 
     deployment.write_text(
         deployment.read_text().replace("readOnlyRootFilesystem: true", "readOnlyRootFilesystem: false")
     )
-    proc = run(["python", "-m", "pipelines.deploy", "validate"], repo, check=False)
+    # the copy has no .venv-policy of its own: point it at this checkout's checkov
+    checkov = str(k8s_policy.checkov_path())
+    proc = run(["python", "-m", "pipelines.deploy", "validate"], repo, check=False, CHECKOV=checkov)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert "services/k8s/hmda/staging: Deployment.ml-hmda-staging.hmda: CKV_K8S_22" in proc.stderr
     assert "services/k8s/adult" not in proc.stderr
