@@ -85,24 +85,32 @@ class SklearnPredictor(Predictor):
 
 
 class TorchTabularPredictor(Predictor):
-    """The tabular network's weights, its architecture and the fitted encoder; inference in eval mode."""
+    """The tabular network's weights, its architecture and the fitted encoder; inference in eval mode, float64.
+
+    Trained in float32, scored in float64 (an exact copy of the weights): float32 matrix products differ with the
+    batch's shape (about 1e-7 between one row and a batch), so a row's score would depend on what it was batched
+    with; in float64 it does not (below 1e-15), and the serving fast path (``models.fastpath``) matches it to 1e-9.
+    """
 
     format = "torch-tabular"
 
     def __init__(
         self, net: TabularMLP, encoder: TabularEncoder, architecture: dict[str, Any], features: FeatureSpec
     ):
+        import copy
+
         super().__init__(features)
         self.net = net.eval()
+        self.net64 = copy.deepcopy(net).double().eval()
         self.encoder = encoder
         self.architecture = architecture
 
     def predict_proba(self, data: pd.DataFrame) -> np.ndarray:
         import torch
 
-        cat, num = self.encoder.transform(self.features.frame(data))
+        cat, num = self.encoder.transform(self.features.frame(data), np.float64)
         with torch.inference_mode():
-            return torch.sigmoid(self.net(cat, num)).double().numpy()
+            return torch.sigmoid(self.net64(cat, num)).numpy()
 
     def save_files(self, folder: Path) -> None:
         import torch

@@ -78,8 +78,11 @@ class TabularEncoder:
             }
         return self._lookup_cache
 
-    def transform(self, frame: pd.DataFrame) -> tuple[torch.Tensor, torch.Tensor]:
-        """Category indices (int64; 0 = missing or unseen) and standardized numerics (float32, missing = mean)."""
+    def transform(
+        self, frame: pd.DataFrame, dtype: type[np.floating] = np.float32
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Category indices (int64; 0 = missing or unseen) and standardized numerics (``dtype``: float32 to
+        train, float64 to score; missing = mean)."""
         lookups = self._lookups()
         codes = np.zeros((len(frame), len(self.categorical)), dtype=np.int64)
         for j, column in enumerate(self.categorical):
@@ -88,7 +91,7 @@ class TabularEncoder:
         numbers = frame[self.numeric].to_numpy(dtype=np.float64, na_value=np.nan)
         numbers = (numbers - np.asarray(self.mean)) / np.asarray(self.std)
         numbers = np.nan_to_num(numbers, nan=0.0)
-        return torch.from_numpy(codes), torch.from_numpy(numbers.astype(np.float32))
+        return torch.from_numpy(codes), torch.from_numpy(numbers.astype(dtype))
 
     def to_dict(self) -> dict[str, Any]:
         return {
