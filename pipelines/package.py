@@ -50,6 +50,7 @@ RUNTIME_PACKAGES = [
     "fairlearn",
     "narwhals",
     "torch",
+    "treelite",
     "pydantic",
     "pyyaml",
 ]
