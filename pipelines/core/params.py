@@ -493,11 +493,14 @@ def metric_path_problem(path: str, slices: set[str], behaviour: set[str] = froze
         if len(parts) != 3 or parts[1] not in slices or parts[2] not in DISPARITIES:
             return f"is not fairness.<slice>.<disparity> with a slice in {sorted(slices)} and one of {DISPARITIES}"
         return ""
-    if path == "latency.single_row.within_budget" or path in behaviour:
+    if path in ("latency.single_row.within_budget", "serving.parity.passed") or path in behaviour:
         return ""
     if parts[0] == "behaviour":
         return f"is not a configured behavioural metric ({sorted(behaviour)})"
-    return f"is not a metric the evaluate stage writes ({list(METRICS)}, fairness.*, latency.*, behaviour.*)"
+    return (
+        f"is not a metric the evaluate stage writes ({list(METRICS)}, fairness.*, latency.*, behaviour.*, "
+        "serving.parity.passed)"
+    )
 
 
 # -- _target_ checks: what the training stages will instantiate ----------------------------------------------
