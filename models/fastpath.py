@@ -101,7 +101,7 @@ class OneHot:
         out[:] = 0.0
         get, fill = self.index.get, self.missing_as
         for row, v in enumerate(values):
-            j = get(fill if fill is not None and is_missing(v) else v)  # type: ignore[arg-type]
+            j = get(fill if fill is not None and is_missing(v) else v)
             if j is not None:
                 out[row, j] = 1.0
 

@@ -132,15 +132,15 @@ def serving_path(
     try:
         fast = compile_predictor(predictor)
     except CompileError as err:
-        summary = {"fast_path": None, "error": str(err), "parity": {"passed": False}}
-        return summary, latency.measure(predictor.predict_proba, test, *timing) | {"path": "reference"}
+        failed = {"fast_path": None, "error": str(err), "parity": {"passed": False}}
+        return failed, latency.measure(predictor.predict_proba, test, *timing) | {"path": "reference"}
     checked = parity.check(predictor.predict_proba, fast, test, cfg.threshold, reference_scores=scores)
     cat, num = fast.categorical, fast.numeric
     measured = latency.measure(
         fast.score_records, test, *timing, prepare=lambda f: parity.records_of(f, cat, num)
     )
     parts = {k: v for k, v in checked.items() if isinstance(v, dict)}
-    summary = {
+    summary: dict[str, Any] = {
         "fast_path": fast.info,
         "parity": {
             "tolerance": checked["tolerance"],
@@ -178,9 +178,10 @@ def jsonable(data: Any) -> Any:
     if isinstance(data, float | np.floating):
         if np.isnan(data):
             return None
-        if 0 < abs(data) < 1e-4:  # a tolerance or a bound (1e-9): three significant digits, not zero
-            return float(f"{data:.3g}")
-        return round(float(data), 6)
+        value = float(data)
+        if 0 < abs(value) < 1e-4:  # a tolerance or a bound (1e-9): three significant digits, not zero
+            return float(f"{value:.3g}")
+        return round(value, 6)
     if isinstance(data, np.integer):
         return int(data)
     return data

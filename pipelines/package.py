@@ -23,14 +23,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import yaml
 
 from pipelines.core.config import DatasetConfig, load_system, section
 from pipelines.core.errors import PipelineError, stage_main
 from pipelines.core.io import atomic_dir, read_json, sha256_file, write_json_atomic
+from pipelines.core.model_config import EvaluationConfig
 from pipelines.core.params import ServingConfig
 from pipelines.core.paths import SystemPaths
 from pipelines.core.render import render
+from pipelines.core.training import read_split
 from pipelines.core.workspace import ROOT
 
 
@@ -107,20 +110,64 @@ def model_ref(system: str, rel: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def store_model(ref: dict[str, Any], role: str, rel: dict[str, Any], source: Path) -> None:
-    """Save the artifact's files as a BentoML model (BENTOML_HOME must already point at the target store)."""
+def compile_fast_path(
+    role: str, source: Path, test: pd.DataFrame, threshold: float, out: Path
+) -> dict[str, Any]:
+    """Compile the artifact in ``source`` to its serving fast path in ``out``, check parity on ``test`` and its
+    edge rows, and return ``{"files": {name: sha256}, "info", "parity"}``. A PipelineError when the model has no
+    fast path or it differs from the reference: such a model is not packaged."""
+    from models.compile import CompileError, compile_predictor
+    from models.predictor import load_predictor
+    from pipelines.core import parity
+
+    predictor = load_predictor(source)
+    try:
+        fast = compile_predictor(predictor)
+    except CompileError as err:
+        raise PipelineError(
+            f"the {role} ({source}) has no serving fast path: {err}; it is not packaged"
+        ) from None
+    checked = parity.check(predictor.predict_proba, fast, test, threshold)
+    if not checked["passed"]:
+        parts = {k: v for k, v in checked.items() if isinstance(v, dict)}
+        raise PipelineError(
+            f"the {role}'s fast path differs from its reference pipeline ({source}); it is not packaged: "
+            + "; ".join(
+                f"{k}: {v['rows']} rows, max |diff| {v['max_abs_diff']:.3g} (tolerance {checked['tolerance']:g}), "
+                f"{v['decisions_differ']} decisions differ{'' if v['finite'] else ', non-finite scores'}"
+                for k, v in parts.items()
+            )
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    names = fast.save(out)
+    return {
+        "files": {n: sha256_file(out / n) for n in names},
+        "info": fast.info,
+        "parity": {
+            "tolerance": checked["tolerance"],
+            "rows": sum(v["rows"] for v in checked.values() if isinstance(v, dict)),
+            "max_abs_diff_at_most": parity.bound(checked["max_abs_diff"]),
+        },
+    }
+
+
+def store_model(ref: dict[str, Any], role: str, rel: dict[str, Any], source: Path, fast: Path) -> None:
+    """Save the artifact's files and its fast path (``fast``) as a BentoML model (BENTOML_HOME must already point
+    at the target store)."""
     import bentoml
 
     metadata = {
         "release_version": rel["version"],
         "params_hash": rel["params_hash"],
         "roc_auc": rel["metrics"]["roc_auc"]["value"],
-        "files": json.dumps(rel["files"], sort_keys=True),
+        "files": json.dumps(ref["files"], sort_keys=True),
     }
     labels = {"role": role, "candidate": rel["name"], "kind": rel.get("kind") or "candidate"}
     with bentoml.models.create(ref["tag"], labels=labels, metadata=metadata) as model:
         for name in [*rel["files"], "predictor.json", "release.json"]:
             shutil.copy2(source / name, Path(model.path) / name)
+        for name in ref["fast_path"]["files"]:
+            shutil.copy2(fast / name, Path(model.path) / name)
 
 
 def tree_digest(folder: Path) -> str:
@@ -223,27 +270,56 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--home", type=Path)
     parser.add_argument("--spec", type=Path)
     parser.add_argument("--report", type=Path)
+    parser.add_argument("--data", type=Path, help="the processed splits (default data/<system>/processed)")
     args = parser.parse_args(argv)
     paths = SystemPaths(args.system)
     args.artifacts, args.home = args.artifacts or paths.artifacts, args.home or paths.bentoml
     args.spec, args.report = args.spec or paths.serving_spec, args.report or paths.package_report
     params = load_system(args.params, args.system)
-    service_name = bento_name(args.system)
     dataset = section(params, "dataset", DatasetConfig)
     section(
         params, "serving", ServingConfig
     )  # also checked by check_params; the stage never trusts its input
-    serving = params["serving"]
     champion = release(args.artifacts / "champion")
     if champion is None:
         raise PipelineError(f"{args.artifacts / 'champion'} has no model: nothing to package")
     challenger = release(args.artifacts / "challenger")
+    evaluation = section(params, "evaluation", EvaluationConfig)
+    test = read_split(args.data or paths.processed, evaluation.split)
+    scratch = Path(tempfile.mkdtemp(prefix="fastpath-"))
+    refs: dict[str, dict[str, Any] | None] = {"champion": None, "challenger": None}
+    try:
+        for role, rel in (("champion", champion), ("challenger", challenger)):
+            if rel is None:
+                continue
+            fast = compile_fast_path(role, args.artifacts / role, test, evaluation.threshold, scratch / role)
+            ref = model_ref(args.system, rel)
+            ref["fast_path"] = {"info": fast["info"], "parity": fast["parity"], "files": fast["files"]}
+            ref["files"] = {**ref["files"], **fast["files"]}  # the service verifies every file it may read
+            refs[role] = ref
+        package(args, paths, params, dataset, champion, challenger, refs, scratch)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def package(
+    args: argparse.Namespace,
+    paths: SystemPaths,
+    params: dict[str, Any],
+    dataset: DatasetConfig,
+    champion: dict[str, Any],
+    challenger: dict[str, Any] | None,
+    refs: dict[str, dict[str, Any] | None],
+    scratch: Path,
+) -> None:
+    service_name = bento_name(args.system)
+    serving = params["serving"]
     labels = {str(v): k for k, v in dataset.target.labels.items()}
     spec = {
         "system": args.system,
         "service_name": service_name,
-        "champion": model_ref(args.system, champion),
-        "challenger": model_ref(args.system, challenger) if challenger else None,
+        "champion": refs["champion"],
+        "challenger": refs["challenger"],
         "routing": serving["routing"],
         "input": {**serving["input"], "fields": input_fields(dataset, params["features"])},
         "decision_threshold": serving["decision_threshold"],
@@ -263,9 +339,15 @@ def main(argv: list[str] | None = None) -> None:
     with atomic_dir(home) as staging:
         os.environ["BENTOML_HOME"] = str(staging)
         os.environ["BENTOML_DO_NOT_TRACK"] = "True"
-        store_model(spec["champion"], "champion", champion, args.artifacts / "champion")
+        store_model(spec["champion"], "champion", champion, args.artifacts / "champion", scratch / "champion")
         if challenger:
-            store_model(spec["challenger"], "challenger", challenger, args.artifacts / "challenger")
+            store_model(
+                spec["challenger"],
+                "challenger",
+                challenger,
+                args.artifacts / "challenger",
+                scratch / "challenger",
+            )
         bento_tag = build_bento(staging, spec, champion["params_hash"])
         normalize_store(staging)
         shutil.rmtree(staging / "tmp", ignore_errors=True)  # BentoML's scratch space, not part of the store
@@ -285,6 +367,11 @@ def main(argv: list[str] | None = None) -> None:
             "service": service_name,
             "champion": spec["champion"]["tag"],
             "challenger": spec["challenger"]["tag"] if challenger else None,
+            "fast_path": {
+                role: {"model": ref["fast_path"]["info"].get("model"), **ref["fast_path"]["parity"]}
+                for role, ref in refs.items()
+                if ref is not None
+            },
             "routing": serving["routing"]["mode"],
             "challenger_weight": serving["routing"]["challenger_weight"],
             "dockerfile": "env/docker/Dockerfile",

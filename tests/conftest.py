@@ -74,7 +74,14 @@ def serving_spec(system: str, champion: str, challenger: str | None = None) -> A
 
     def ref(tag: str) -> dict[str, Any]:
         name = tag.split(":")[0].removeprefix(f"{system}-")
-        return {"tag": tag, "name": name, "version": f"{name}-{tag.split(':')[1]}", "files": {}}
+        fast = {"files": {}, "info": {}, "parity": {}}
+        return {
+            "tag": tag,
+            "name": name,
+            "version": f"{name}-{tag.split(':')[1]}",
+            "files": {},
+            "fast_path": fast,
+        }
 
     return ServingSpec.model_validate(
         {

@@ -9,6 +9,7 @@ environment variable names start with the spec's system (``<system>_predictions_
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import random
@@ -24,10 +25,9 @@ from typing import Any
 
 import bentoml
 import numpy as np
-import pandas as pd
 from bentoml.exceptions import ServiceUnavailable
 
-from models.predictor import ArtifactError, Predictor, load_predictor, sha256_file
+from models.fastpath import FastPathError, FastScorer
 from services.tabular import runtime, schema
 from services.tabular.guard import RequestGuard
 from services.tabular.predlog import PredictionLogger
@@ -41,7 +41,6 @@ runtime.bound_metric_paths(
     prefixes=("/static_content/",),
 )
 Record, BatchRecord, PredictInput, BatchInput = schema.request_models(SPEC.input)
-FEATURES = [f.name for f in SPEC.input.fields]
 
 PREDICTIONS = bentoml.metrics.Counter(
     name=SPEC.metric("predictions"),
@@ -107,15 +106,23 @@ class ChallengerFault(RuntimeError):
     """Raised by fault injection (routing.fault_injection) to exercise the fallback."""
 
 
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def verify(ref: ModelRef, folder: Path) -> None:
-    """Every file the release recorded must be present with the same sha256."""
+    """Every file the release recorded (the reference model's and the fast path's) is present with its sha256."""
     for name, expected in ref.files.items():
         path = folder / name
         if not path.is_file():
-            raise ArtifactError(f"{ref.tag}: {name} is missing")
+            raise FastPathError(f"{ref.tag}: {name} is missing")
         actual = sha256_file(path)
         if actual != expected:
-            raise ArtifactError(f"{ref.tag}: {name} sha256 {actual} does not match the release's {expected}")
+            raise FastPathError(f"{ref.tag}: {name} sha256 {actual} does not match the release's {expected}")
 
 
 @bentoml.service(
@@ -129,7 +136,7 @@ class ModelService:
     challenger_model = bentoml.models.BentoModel(SPEC.challenger.tag) if SPEC.challenger else None
 
     def __init__(self) -> None:
-        self.models: dict[Role, Predictor] = {}
+        self.models: dict[Role, FastScorer] = {}  # the fast paths: numpy (and treelite), no pandas or torch
         self.refs: dict[Role, ModelRef] = {"champion": SPEC.champion}
         if SPEC.challenger is not None:
             self.refs["challenger"] = SPEC.challenger
@@ -140,7 +147,7 @@ class ModelService:
             try:
                 folder = Path(stores[role].path)
                 verify(ref, folder)
-                self.models[role] = load_predictor(folder)
+                self.models[role] = FastScorer.load(folder, nthread=SPEC.native_threads)
                 READY.labels(model=ref.name, version=ref.version, role=role).set(1)
                 logger.info("loaded %s %s (%s), checksums verified", role, ref.tag, ref.version)
             except Exception as err:  # any load failure means "not ready", never a crash
@@ -191,23 +198,23 @@ class ModelService:
 
     # -- scoring ---------------------------------------------------------------------------------------------
 
-    def _call(self, role: Role, frame: pd.DataFrame) -> np.ndarray:
+    def _call(self, role: Role, rows: list[dict[str, Any]]) -> np.ndarray:
         ref = self.refs[role]
         start = time.perf_counter()
-        scores = self.models[role].predict_proba(frame)
+        scores = self.models[role].score_records(rows)
         MODEL_LATENCY.labels(model=ref.name, version=ref.version).observe(time.perf_counter() - start)
         MODEL_REQUESTS.labels(model=ref.name, version=ref.version, role=role).inc()
         return scores
 
-    def _challenger(self, frame: pd.DataFrame) -> np.ndarray:
+    def _challenger(self, rows: list[dict[str, Any]]) -> np.ndarray:
         if self.fault.challenger_delay_ms:
             time.sleep(self.fault.challenger_delay_ms / 1000)
         if self.fault.challenger_error_rate and self.rng.random() < self.fault.challenger_error_rate:
             raise ChallengerFault("injected challenger fault (routing.fault_injection)")
-        return self._call("challenger", frame)
+        return self._call("challenger", rows)
 
     def _score(
-        self, frame: pd.DataFrame, roles: list[Role]
+        self, records: list[dict[str, Any]], roles: list[Role]
     ) -> tuple[np.ndarray, list[Role], list[str | None]]:
         """Scores per row, the role that answered and the fallback reason (None when the routed model answered)."""
         roles = list(roles)
@@ -217,7 +224,7 @@ class ModelService:
         if wanted.any():
             rows = np.flatnonzero(wanted)
             try:
-                future = self.pool.submit(self._challenger, frame.iloc[rows])
+                future = self.pool.submit(self._challenger, [records[i] for i in rows])
                 scores[rows] = future.result(timeout=SPEC.routing.challenger_timeout_ms / 1000)
             except Exception as err:  # any challenger failure falls back to the champion
                 reason = "timeout" if isinstance(err, FutureTimeout) else "error"
@@ -233,22 +240,22 @@ class ModelService:
                     roles[i], fallback[i] = "champion", reason
         champion_rows = np.flatnonzero([r == "champion" for r in roles])
         if champion_rows.size:
-            scores[champion_rows] = self._call("champion", frame.iloc[champion_rows])
+            scores[champion_rows] = self._call("champion", [records[i] for i in champion_rows])
         return scores, roles, fallback
 
-    def _shadow(self, frame: pd.DataFrame, request_ids: list[str], features: list[dict[str, Any]]) -> None:
+    def _shadow(self, request_ids: list[str], features: list[dict[str, Any]]) -> None:
         ref = self.refs["challenger"]
 
         def run() -> None:
             start = time.perf_counter()
             try:
-                scores = self._challenger(frame)
+                scores = self._challenger(features)
             except Exception as err:  # a failing shadow must never affect the answer
-                SHADOW.labels(model=ref.name, version=ref.version, outcome="error").inc(len(frame))
+                SHADOW.labels(model=ref.name, version=ref.version, outcome="error").inc(len(features))
                 logger.warning("shadow challenger %s failed: %s", ref.tag, err)
                 return
             ms = (time.perf_counter() - start) * 1000
-            SHADOW.labels(model=ref.name, version=ref.version, outcome="ok").inc(len(frame))
+            SHADOW.labels(model=ref.name, version=ref.version, outcome="ok").inc(len(features))
             for rid, score, feats in zip(request_ids, scores, features, strict=True):
                 self._record(rid, "challenger", float(score), ms, None, feats, shadow=True)
 
@@ -308,16 +315,15 @@ class ModelService:
             raise ServiceUnavailable("model not ready: " + "; ".join(self.problems))
         self._count_unknown()
         start = time.perf_counter()
-        frame = pd.DataFrame(rows, columns=FEATURES)
         roles = [self.router.choose(k) for k in keys]
-        scores, answered, fallback = self._score(frame, roles)
+        scores, answered, fallback = self._score(rows, roles)
         ms = (time.perf_counter() - start) * 1000
         out = [
             self._record(i, r, float(s), ms, f, row)
             for i, r, s, f, row in zip(ids, answered, scores, fallback, rows, strict=True)
         ]
         if self.router.shadow:
-            self._shadow(frame, ids, rows)
+            self._shadow(ids, rows)
         return out
 
     def _count_unknown(self) -> None:

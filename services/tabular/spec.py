@@ -20,11 +20,20 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
+class FastPathRef(Strict):
+    """The model's serving fast path (models/fastpath.py), compiled and checked by the package stage."""
+
+    files: dict[str, str]  # file name -> sha256
+    info: dict[str, str | None]  # what it was compiled from
+    parity: dict[str, float | int]  # tolerance, rows checked, max |fast - reference| at most
+
+
 class ModelRef(Strict):
     tag: str  # BentoML model tag, name:version
     name: str
     version: str
-    files: dict[str, str]  # file name -> sha256, from release.json
+    files: dict[str, str]  # file name -> sha256: the release's files and the fast path's
+    fast_path: FastPathRef
 
 
 class FaultInjection(Strict):
