@@ -1,18 +1,20 @@
-"""Suite `serving`: the BentoML service against the in-process floor and a minimal Starlette/uvicorn app.
+"""Suite `serving`: the fast path against the reference pipeline, and the BentoML service against a plain app.
 
-All three serve the packaged champion, each logging every request (BentoML's access log, uvicorn's default
-access log). The BentoML service runs the built bento as `make serve` does (`python -m services.serve`, one worker,
-champion-only routing so every request hits the same model as the others); the plain app is
-`benchmarks/plain_app.py` under uvicorn (one worker). The floor is `predict_proba` on a one-row frame in this
-process. Sequential latency: one request at a time, taking the paths in turn (floor, BentoML /predict,
-/predict_batch, plain app) so that all see the same machine; the p50 ratio is the median of the per-repeat ratios. Concurrency: N asyncio clients (httpx, one
-connection each) send single-record requests back to back for a fixed count; "batched" posts each record to
-/predict_batch, where BentoML's adaptive batching merges concurrent requests; "unbatched" posts to /predict.
-Each configuration runs once per repeat; the tables show medians over the repeats. RSS is the resident memory of each server worker
-process after the load. Client and servers share this machine's cores. Contention: two servers, native thread pools of 1
-(serving.native_threads) and of one per core (the libraries' default), answer sequential single-record requests in
-turn, first on a quiet machine, then beside one busy process. Overload: 16 and 32 clients post 1,000-record batches
-at once to a server with the packaged spec; every answer must be 200 or 503 with Retry-After.
+All HTTP servers serve the packaged champion of Adult (`hgb`) through its fast path (`models/fastpath.py`), one
+worker each: the bento as `make serve` runs it (`python -m services.serve`, champion-only routing, with its input
+validation, prediction log and metrics) and `benchmarks/plain_app.py`, a minimal Starlette app under uvicorn (no
+validation, log, metrics or access log). In process: the reference pipeline (`predict_proba` on a one-row frame)
+and the fast path (`score_records` on one JSON record), called in turn. Sequential latency over HTTP: one request
+at a time, the paths in turn, so that all see the same machine (a persistent httpx client; its own time counts).
+Throughput: N aiohttp clients (one connection each) post back to back for a fixed time; "unbatched" posts one
+record to /predict, "batched" posts 32 records to /predict_batch, "adaptive" posts one record to the bento's
+/predict_batch, where BentoML merges concurrent requests. Each configuration runs once per repeat, quiet and then
+beside one busy process (a pure-Python loop); tables show medians over the repeats, and ratios are taken per
+repeat and then their median. Client and servers share this machine's cores. RSS is each server process's
+resident memory after the load, and whether torch is mapped into it. Contention: two bentos, native thread pools
+of 1 (serving.native_threads) and one per core, answer sequential requests in turn, quiet and beside one busy
+process. Overload: 16 and 32 clients post 1,000-record batches at once; every answer must be 200 or 503 with
+Retry-After.
 """
 
 from __future__ import annotations
@@ -35,7 +37,6 @@ import httpx
 import pandas as pd
 import psutil
 
-from models.predictor import load_predictor
 from pipelines.core.paths import SystemPaths
 from pipelines.core.workspace import ROOT, tool_env
 
@@ -43,8 +44,11 @@ SYSTEM = "adult"  # the system whose bento is measured
 PATHS = SystemPaths(SYSTEM)
 
 LEVELS = (1, 8, 32)
-REQUESTS_PER_CLIENT = {1: 200, 8: 60, 32: 25}
-SEQUENTIAL = 200
+BATCH = 32  # records per request in "batched" mode
+SECONDS = 3.0  # per throughput configuration
+SEQUENTIAL = 300
+IN_PROCESS = 2000
+AIMS = {"in_process_p50_ms": 0.2, "http_p50_ms": 3.0, "rows_per_s_32": 1000.0, "service_over_plain": 1.2}
 
 
 def free_port() -> int:
@@ -84,6 +88,17 @@ class Proc:
         leaves = [p for p in procs if not p.children()] or [root]
         return [p.memory_info().rss / 2**20 for p in leaves]
 
+    def torch_loaded(self) -> bool:
+        """Whether any server process has torch's shared library mapped (what costs a worker 400 MiB)."""
+        root = psutil.Process(self.proc.pid)
+        for proc in [root, *root.children(recursive=True)]:
+            try:
+                if any("libtorch" in m.path for m in proc.memory_maps()):
+                    return True
+            except psutil.Error:
+                continue
+        return False
+
     def stop(self) -> None:
         try:
             os.killpg(self.proc.pid, signal.SIGTERM)
@@ -97,73 +112,133 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
-async def load(url: str, path: str, payloads: list[Any], clients: int, per_client: int) -> dict[str, Any]:
+def summary(ms: list[float]) -> dict[str, float]:
+    return {"p50_ms": pct(ms, 50), "p95_ms": pct(ms, 95), "p99_ms": pct(ms, 99)}
+
+
+async def load(
+    url: str, path: str, bodies: list[Any], rows_each: int, clients: int, seconds: float
+) -> dict[str, Any]:
+    """``clients`` connections posting ``bodies`` back to back for ``seconds``: rows/s, requests/s, latency."""
+    import aiohttp
+
     latencies: list[float] = []
     errors = 0
+    stop = time.perf_counter() + seconds
+    timeout = aiohttp.ClientTimeout(total=60)
+    async with aiohttp.ClientSession(
+        url, connector=aiohttp.TCPConnector(limit=clients), timeout=timeout
+    ) as http:
 
-    async def client(i: int) -> None:
-        nonlocal errors
-        async with httpx.AsyncClient(
-            base_url=url, timeout=60, limits=httpx.Limits(max_connections=1)
-        ) as http:
-            for j in range(per_client):
-                body = payloads[(i * per_client + j) % len(payloads)]
+        async def client(i: int) -> None:
+            nonlocal errors
+            j = i
+            while time.perf_counter() < stop:
                 start = time.perf_counter()
                 try:
-                    response = await http.post(path, json=body)
-                    ok = response.status_code == 200
-                except httpx.HTTPError:
-                    ok = False
+                    async with http.post(path, json=bodies[j % len(bodies)]) as response:
+                        await response.read()
+                        errors += response.status != 200
+                except aiohttp.ClientError:
+                    errors += 1
                 latencies.append(time.perf_counter() - start)
-                errors += not ok
+                j += clients
 
-    start = time.perf_counter()
-    await asyncio.gather(*(client(i) for i in range(clients)))
-    elapsed = time.perf_counter() - start
+        start = time.perf_counter()
+        await asyncio.gather(*(client(i) for i in range(clients)))
+        elapsed = time.perf_counter() - start
     ms = [x * 1000 for x in latencies]
     return {
-        "requests": len(ms),
+        "requests_per_s": len(ms) / elapsed,
+        "rows_per_s": len(ms) * rows_each / elapsed,
         "errors": errors,
-        "throughput": len(ms) / elapsed,
-        "p50_ms": pct(ms, 50),
-        "p95_ms": pct(ms, 95),
-        "p99_ms": pct(ms, 99),
+        **summary(ms),
     }
 
 
-def interleaved(
-    targets: dict[str, tuple[str, str, list[Any]]], frames: list[pd.DataFrame], predictor: Any
-) -> dict[str, dict[str, float]]:
-    """Sequential single-row latency of every path, one request each in turn, so all see the same machine."""
-    clients = {label: httpx.Client(base_url=url, timeout=60) for label, (url, _, _) in targets.items()}
+def in_process(model_dir: Path, frame: pd.DataFrame, records: list[dict[str, Any]]) -> dict[str, Any]:
+    """The reference pipeline and the fast path, one row per call, in turn; and a 1,000-row batch each."""
+    from models.fastpath import FastScorer
+    from models.predictor import load_predictor
+
+    reference, fast = load_predictor(model_dir), FastScorer.load(model_dir)
+    frames = [frame.iloc[[i]] for i in range(len(frame))]
     calls: dict[str, Callable[[int], object]] = {
-        "floor": lambda i: predictor.predict_proba(frames[i % len(frames)])
+        "reference pipeline": lambda i: reference.predict_proba(
+            frames[i % len(frames)]
+        ),
+        "fast path": lambda i: fast.score_records([records[i % len(records)]]),
     }
-    for label, (_, path, payloads) in targets.items():
+    times: dict[str, list[float]] = {k: [] for k in calls}
+    for i in range(50 + IN_PROCESS):
+        for label, call in calls.items():
+            start = time.perf_counter()
+            call(i)
+            if i >= 50:
+                times[label].append((time.perf_counter() - start) * 1000)
+    batch_frame = pd.concat([frame] * (1000 // len(frame) + 1)).head(1000)
+    batch_records = (records * (1000 // len(records) + 1))[:1000]
+    batch = {}
+    whole: dict[str, Callable[[], object]] = {
+        "reference pipeline": lambda: reference.predict_proba(batch_frame),
+        "fast path": lambda: fast.score_records(batch_records),
+    }
+    for label, once in whole.items():
+        once()
+        runs = []
+        for _ in range(20):
+            start = time.perf_counter()
+            once()
+            runs.append(time.perf_counter() - start)
+        batch[label] = 1000 / statistics.median(runs)
+    return {label: summary(t) | {"batch_rows_per_s": batch[label]} for label, t in times.items()}
 
-        def post(i: int, h: httpx.Client = clients[label], p: str = path, b: list[Any] = payloads) -> object:
-            return h.post(p, json=b[i % len(b)])
 
-        calls[label] = post
-    times: dict[str, list[float]] = {label: [] for label in calls}
+def sequential(targets: dict[str, tuple[str, str, list[Any]]]) -> dict[str, dict[str, float]]:
+    """Sequential requests, one per path in turn, so all see the same machine."""
+    clients = {label: httpx.Client(base_url=url, timeout=60) for label, (url, _, _) in targets.items()}
+    times: dict[str, list[float]] = {label: [] for label in targets}
     try:
-        for i in range(20 + SEQUENTIAL):
-            for label, call in calls.items():
+        for i in range(30 + SEQUENTIAL):
+            for label, (_, path, bodies) in targets.items():
                 start = time.perf_counter()
-                call(i)
-                if i >= 20:
+                clients[label].post(path, json=bodies[i % len(bodies)])
+                if i >= 30:
                     times[label].append((time.perf_counter() - start) * 1000)
     finally:
         for client in clients.values():
             client.close()
-    return {
-        label: {"p50_ms": pct(t, 50), "p95_ms": pct(t, 95), "p99_ms": pct(t, 99)}
-        for label, t in times.items()
+    return {label: summary(t) for label, t in times.items()}
+
+
+BUSY = "import itertools\nfor _ in itertools.count():\n    pass\n"
+
+
+def throughput(bento: str, plain: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Every (load, mode, clients) configuration for both servers, side by side; adaptive for the bento."""
+    single = [{"record": r} for r in rows]
+    batches = [{"records": rows[i : i + BATCH]} for i in range(0, len(rows) - BATCH + 1, BATCH)]
+    modes: dict[str, tuple[str, list[Any], int]] = {
+        "unbatched": ("/predict", single, 1),
+        "batched": ("/predict_batch", batches, BATCH),
+        "adaptive": ("/predict_batch", [{"records": [r]} for r in rows], 1),
     }
-
-
-def med(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    return {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+    out: dict[str, Any] = {}
+    for phase in ("quiet", "one busy process"):
+        busy = subprocess.Popen([sys.executable, "-c", BUSY]) if phase != "quiet" else None
+        try:
+            time.sleep(0.5)
+            for mode, (path, bodies, each) in modes.items():
+                for clients in LEVELS:
+                    servers = {"bentoml": bento} if mode == "adaptive" else {"bentoml": bento, "plain": plain}
+                    for name, url in servers.items():
+                        key = f"{phase}|{mode}|{clients}|{name}"
+                        out[key] = asyncio.run(load(url, path, bodies, each, clients, SECONDS))
+        finally:
+            if busy is not None:
+                busy.kill()
+                busy.wait()
+    return out
 
 
 def launch(home: Path, spec_path: Path, spec: dict[str, Any], workdir: Path, system: str = SYSTEM) -> Proc:
@@ -270,7 +345,7 @@ def overload(home: Path, spec: dict[str, Any], rows: list[Any], tmpdir: Path) ->
 
 
 def every_system(repeats: int, tmpdir: Path) -> dict[str, Any]:
-    """Each system's bento (one worker, champion only): sequential single-record /predict against its floor."""
+    """Each system's bento (one worker, champion only): sequential /predict and its champion in process."""
     import yaml
 
     out: dict[str, Any] = {}
@@ -283,23 +358,44 @@ def every_system(repeats: int, tmpdir: Path) -> dict[str, Any]:
         spec = json.loads((ROOT / paths.serving_spec).read_text())
         spec = {**spec, "workers": 1, "routing": {**spec["routing"], "mode": "champion_only"}}
         name, version = spec["champion"]["tag"].split(":")
-        predictor = load_predictor(ROOT / paths.bentoml / "models" / name / version)
-        test = pd.read_parquet(ROOT / paths.processed / "test.parquet")
-        frame = test[[f["name"] for f in spec["input"]["fields"]]].head(300)
-        rows = json.loads(frame.astype(object).where(frame.notna(), None).to_json(orient="records"))
-        frames = [frame.iloc[[i]] for i in range(len(frame))]
+        frame, rows = sample(paths, spec, 300)
         server = launch(ROOT / paths.bentoml, tmpdir / f"{system}.json", spec, tmpdir / system, system)
         try:
-            target = {"bentoml /predict": (server.url, "/predict", [{"record": r} for r in rows])}
-            runs = [interleaved(target, frames, predictor) for _ in range(repeats)]
+            runs = [
+                (
+                    in_process(ROOT / paths.bentoml / "models" / name / version, frame, rows),
+                    sequential({"bentoml /predict": (server.url, "/predict", [{"record": r} for r in rows])}),
+                )
+                for _ in range(repeats)
+            ]
+            rss, torch = max(server.worker_rss_mib()), server.torch_loaded()
         finally:
             server.stop()
         out[system] = {
             "champion": spec["champion"]["tag"],
-            "floor": med([r["floor"] for r in runs]),
-            "predict": med([r["bentoml /predict"] for r in runs]),
+            "model": spec["champion"]["fast_path"]["info"].get("model"),
+            "in_process": {k: med([r[0][k] for r in runs]) for k in runs[0][0]},
+            "predict": med([r[1]["bentoml /predict"] for r in runs]),
+            "rss_mib": rss,
+            "torch_loaded": torch,
         }
     return out
+
+
+def med(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    return {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+
+
+def sample(paths: SystemPaths, spec: dict[str, Any], n: int) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
+    """``n`` test rows as a frame and as the JSON records a client sends."""
+    from pipelines.core.parity import records_of
+
+    fields = spec["input"]["fields"]
+    test = pd.read_parquet(ROOT / paths.processed / "test.parquet")
+    frame = test[[f["name"] for f in fields]].head(n)
+    cat = tuple(f["name"] for f in fields if f["type"] != "numeric")
+    num = tuple(f["name"] for f in fields if f["type"] == "numeric")
+    return frame, records_of(frame, cat, num)
 
 
 def run(repeats: int) -> dict[str, Any]:
@@ -314,38 +410,25 @@ def run(repeats: int) -> dict[str, Any]:
     home = ROOT / PATHS.bentoml
     name, version = spec["champion"]["tag"].split(":")
     model_dir = home / "models" / name / version
-    test = pd.read_parquet(ROOT / PATHS.processed / "test.parquet")
-    fields = [f["name"] for f in spec["input"]["fields"]]
-    frame = test[fields].head(500)
-    rows = json.loads(frame.astype(object).where(frame.notna(), None).to_json(orient="records"))
-    predictor = load_predictor(model_dir)
-    frames = [frame.iloc[[i]] for i in range(len(frame))]
-
+    frame, rows = sample(PATHS, spec, 512)
     result: dict[str, Any] = {"system": SYSTEM, "champion": spec["champion"]["tag"], "repeats": repeats}
-
+    result["model"] = spec["champion"]["fast_path"]["info"].get("model")
     with tempfile.TemporaryDirectory(prefix="bench-serving-") as tmp:
         tmpdir = Path(tmp)
         bento_spec = {**spec, "workers": 1, "routing": {**spec["routing"], "mode": "champion_only"}}
-        (tmpdir / "serving.json").write_text(json.dumps(bento_spec))
-        plain_port = free_port()
         bento = launch(home, tmpdir / "serving.json", bento_spec, tmpdir / "bento")
+        plain_port = free_port()
         plain = Proc(
             [
-                str(Path(sys.executable).parent / "uvicorn"),
-                "benchmarks.plain_app:app",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(plain_port),
-                "--workers",
-                "1",
+                str(Path(sys.executable).parent / "uvicorn"), "benchmarks.plain_app:app", "--host", "127.0.0.1",
+                "--port", str(plain_port), "--workers", "1", "--no-access-log",
             ],
             tool_env(BENCH_MODEL_DIR=str(model_dir)),
             f"http://127.0.0.1:{plain_port}",
             tmpdir / "plain.log",
-        )
+        )  # fmt: skip
         try:
-            targets = {
+            targets: dict[str, tuple[str, str, list[Any]]] = {
                 "bentoml /predict": (bento.url, "/predict", [{"record": r} for r in rows]),
                 "bentoml /predict_batch (adaptive)": (
                     bento.url,
@@ -354,40 +437,67 @@ def run(repeats: int) -> dict[str, Any]:
                 ),
                 "plain Starlette /predict": (plain.url, "/predict", [{"record": r} for r in rows]),
             }
-            seq: dict[str, list[dict[str, float]]] = {k: [] for k in ["floor", *targets]}
-            conc: dict[str, dict[int, list[dict[str, Any]]]] = {k: {c: [] for c in LEVELS} for k in targets}
-            ratios: list[float] = []
+            runs = []
             for _ in range(repeats):
-                for label, points in interleaved(targets, frames, predictor).items():
-                    seq[label].append(points)
-                ratios.append(
-                    seq["bentoml /predict"][-1]["p50_ms"] / seq["plain Starlette /predict"][-1]["p50_ms"]
+                runs.append(
+                    {
+                        "in_process": in_process(model_dir, frame, rows),
+                        "sequential": sequential(targets),
+                        "throughput": throughput(bento.url, plain.url, rows),
+                    }
                 )
-                for label, (url, path, payloads) in targets.items():
-                    for clients in LEVELS:
-                        conc[label][clients].append(
-                            asyncio.run(load(url, path, payloads, clients, REQUESTS_PER_CLIENT[clients]))
-                        )
-            result["floor"] = med(seq.pop("floor"))
-            result["sequential"] = {k: med(v) for k, v in seq.items()}
-            result["p50_ratio_runs"] = [round(r, 3) for r in ratios]
-            result["concurrent"] = {k: {c: med(v) for c, v in levels.items()} for k, levels in conc.items()}
             result["rss_mib"] = {
-                "bentoml worker": max(bento.worker_rss_mib()),
-                "plain uvicorn": max(plain.worker_rss_mib()),
+                "bentoml worker (hgb champion and tabular_nn challenger loaded)": max(bento.worker_rss_mib()),
+                "plain uvicorn (hgb)": max(plain.worker_rss_mib()),
             }
+            result["torch_loaded"] = bento.torch_loaded()
         finally:
             bento.stop()
             plain.stop()
         result["contention"] = contention(home, spec, [{"record": r} for r in rows], tmpdir, 100)
         result["overload"] = overload(home, spec, rows, tmpdir)
         result["systems"] = every_system(repeats, tmpdir)
-    s, c = result["sequential"], result["concurrent"]
+    result["in_process"] = {k: med([r["in_process"][k] for r in runs]) for k in runs[0]["in_process"]}
+    result["sequential"] = {k: med([r["sequential"][k] for r in runs]) for k in runs[0]["sequential"]}
+    table: dict[str, Any] = {}
+    for key in runs[0]["throughput"]:
+        phase, mode, clients, name = key.split("|")
+        row = table.setdefault(
+            f"{phase}|{mode}|{clients}", {"phase": phase, "mode": mode, "clients": int(clients)}
+        )
+        row[name] = med([r["throughput"][key] for r in runs])
+        if name == "plain":  # the service's cost per row, as a ratio per repeat, then the median
+            row["plain_over_bentoml_rows_per_s"] = statistics.median(
+                r["throughput"][key]["rows_per_s"]
+                / r["throughput"][key.replace("|plain", "|bentoml")]["rows_per_s"]
+                for r in runs
+            )
+    result["throughput"] = list(table.values())
+    seq = [r["sequential"] for r in runs]
+    fast = result["in_process"]["fast path"]
+    reference = result["in_process"]["reference pipeline"]
+    rows_32 = [t for t in table.values() if t["clients"] == 32 and t["phase"] == "quiet"]
+    worst = max(t["plain_over_bentoml_rows_per_s"] for t in table.values() if "plain" in t)
     result["ratios"] = {
-        "bentoml_p50_over_plain_p50": statistics.median(result["p50_ratio_runs"]),
-        "bentoml_p50_over_floor_p50": s["bentoml /predict"]["p50_ms"] / result["floor"]["p50_ms"],
-        "batched_over_unbatched_throughput_32": c["bentoml /predict_batch (adaptive)"][32]["throughput"]
-        / c["bentoml /predict"][32]["throughput"],
-        "errors": sum(r["errors"] for levels in c.values() for r in levels.values()),
+        "reference_over_fast_p50": reference["p50_ms"] / fast["p50_ms"],
+        "bentoml_p50_over_plain_p50": statistics.median(
+            s["bentoml /predict"]["p50_ms"] / s["plain Starlette /predict"]["p50_ms"] for s in seq
+        ),
+        "worst_plain_over_bentoml_rows_per_s": worst,
+        "best_bentoml_rows_per_s_32": max(t["bentoml"]["rows_per_s"] for t in rows_32),
+        "errors": sum(t[n]["errors"] for t in table.values() for n in ("bentoml", "plain") if n in t),
     }
+    r = result["ratios"]
+    result["aims"] = [
+        {"aim": "in-process single row, tree champion (fast path p50)", "target": f"<= {AIMS['in_process_p50_ms']} ms",
+         "measured": f"{fast['p50_ms']:.3f} ms", "met": fast["p50_ms"] <= AIMS["in_process_p50_ms"]},
+        {"aim": "over HTTP, sequential /predict p50", "target": f"<= {AIMS['http_p50_ms']} ms",
+         "measured": f"{result['sequential']['bentoml /predict']['p50_ms']:.2f} ms",
+         "met": result["sequential"]["bentoml /predict"]["p50_ms"] <= AIMS["http_p50_ms"]},
+        {"aim": "scored rows/s at 32 clients (best mode, quiet), 0 errors", "target": f">= {AIMS['rows_per_s_32']:.0f}",
+         "measured": f"{r['best_bentoml_rows_per_s_32']:.0f} rows/s, {r['errors']} errors",
+         "met": r["best_bentoml_rows_per_s_32"] >= AIMS["rows_per_s_32"] and r["errors"] == 0},
+        {"aim": "service within 1.2x of the plain app on every row (rows/s)", "target": f"<= {AIMS['service_over_plain']}x",
+         "measured": f"{worst:.2f}x at worst", "met": worst <= AIMS["service_over_plain"]},
+    ]  # fmt: skip
     return result

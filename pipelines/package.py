@@ -330,6 +330,7 @@ def package(
         "native_threads": serving["native_threads"],
         "overload": serving["overload"],
         "prediction_log": serving["prediction_log"],
+        "http": serving["http"],
         "port": serving["port"],
     }
     from services.tabular.spec import ServingSpec

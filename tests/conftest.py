@@ -95,6 +95,7 @@ def serving_spec(system: str, champion: str, challenger: str | None = None) -> A
             "labels": {str(v): k for k, v in dataset.target.labels.items()},
             **{k: serving[k] for k in ("batching", "workers", "threads", "native_threads", "overload")},
             "prediction_log": serving["prediction_log"],
+            "http": serving["http"],
             "port": serving["port"],
         }
     )

@@ -68,6 +68,13 @@ class InputConfig(Section):
     max_batch_records: int = Field(ge=1)
 
 
+class Http(Section):
+    """BentoML's per-request access log and OpenTelemetry spans (``serving.http``)."""
+
+    access_log: bool
+    tracing: bool
+
+
 class ServingConfig(Section):
     """``serving``: routing, the input policy, batching, workers and the prediction log of the service."""
 
@@ -80,6 +87,7 @@ class ServingConfig(Section):
     native_threads: int = Field(ge=1, le=64)
     overload: Overload
     prediction_log: PredictionLog
+    http: Http
     port: int = Field(ge=1, le=65535)
 
     @model_validator(mode="after")

@@ -106,3 +106,23 @@ def bound_metric_paths(paths: set[str], prefixes: tuple[str, ...] = ()) -> None:
 def safe_name(text: str) -> str:
     """``text`` reduced to characters safe in a file name (an instance id from a host name and a port)."""
     return re.sub(r"[^A-Za-z0-9._-]+", "-", text)[:64] or "instance"
+
+
+def cache_response_media_types() -> None:
+    """Compute each response model's media type once. BentoML 1.4.40 derives it from the model's full JSON schema
+    on every response (``IOMixin.mime_type``): measured 12% of a 32-record /predict_batch. The schema of a class
+    never changes while the process runs, so the answer is cached per class."""
+    from _bentoml_sdk.io_models import IOMixin
+
+    original = getattr(IOMixin.mime_type, "__wrapped__", None) or IOMixin.mime_type.__func__
+    cache: dict[type, str] = {}
+
+    def mime_type(cls: type) -> str:
+        try:
+            return cache[cls]
+        except KeyError:
+            value = cache[cls] = original(cls)
+            return value
+
+    mime_type.__wrapped__ = original  # type: ignore[attr-defined]
+    IOMixin.mime_type = classmethod(mime_type)

@@ -5,10 +5,15 @@ Endpoints: POST /predict (one record), POST /predict_batch (a list of records; a
 concurrent requests), GET /livez, /readyz (ready only when every model loaded and matched its sha256),
 /metrics (Prometheus). Configuration: the serving spec written by the `package` stage (services/tabular/spec.py); metric and
 environment variable names start with the spec's system (``<system>_predictions_total``, ``<SYSTEM>_PREDICTION_LOG_DIR``).
+
+Models are scored through their fast paths (models/fastpath.py: numpy and treelite, 0.03 to 0.3 ms a row), so the
+endpoints are async and score on the event loop: a hop to a worker thread cost more than the model. The challenger
+alone runs in a thread pool, under its timeout; each request's predictions are logged in one write.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import os
@@ -17,8 +22,8 @@ import socket
 import threading
 import time
 import uuid
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -36,6 +41,7 @@ from services.tabular.spec import ModelRef, apply_deployment_env, load_spec
 
 logger = logging.getLogger("bentoml.service")
 SPEC, DEPLOYMENT_PROBLEMS = apply_deployment_env(load_spec(), dict(os.environ))
+runtime.cache_response_media_types()
 runtime.bound_metric_paths(
     {"/predict", "/predict_batch", "/", "/docs.json", "/livez", "/readyz", "/healthz", "/metrics"},
     prefixes=("/static_content/",),
@@ -130,6 +136,8 @@ def verify(ref: ModelRef, folder: Path) -> None:
     workers=SPEC.workers,
     threads=SPEC.threads,
     traffic={"timeout": 30},
+    logging={"access": {"enabled": SPEC.http.access_log}},
+    tracing={} if SPEC.http.tracing else {"excluded_urls": [".*"]},  # excluded: the middleware passes through
 )
 class ModelService:
     champion_model = bentoml.models.BentoModel(SPEC.champion.tag)
@@ -192,8 +200,8 @@ class ModelService:
             return self.log.healthy
         return True
 
-    def _log_result(self, ok: bool) -> None:
-        LOG_WRITES.labels(outcome="ok" if ok else "failed").inc()
+    def _log_result(self, ok: bool, lines: int = 1) -> None:
+        LOG_WRITES.labels(outcome="ok" if ok else "failed").inc(lines)
         LOG_HEALTHY.set(1 if ok else 0)
 
     # -- scoring ---------------------------------------------------------------------------------------------
@@ -213,7 +221,7 @@ class ModelService:
             raise ChallengerFault("injected challenger fault (routing.fault_injection)")
         return self._call("challenger", rows)
 
-    def _score(
+    async def _score(
         self, records: list[dict[str, Any]], roles: list[Role]
     ) -> tuple[np.ndarray, list[Role], list[str | None]]:
         """Scores per row, the role that answered and the fallback reason (None when the routed model answered)."""
@@ -224,10 +232,10 @@ class ModelService:
         if wanted.any():
             rows = np.flatnonzero(wanted)
             try:
-                future = self.pool.submit(self._challenger, [records[i] for i in rows])
-                scores[rows] = future.result(timeout=SPEC.routing.challenger_timeout_ms / 1000)
+                future = asyncio.wrap_future(self.pool.submit(self._challenger, [records[i] for i in rows]))
+                scores[rows] = await asyncio.wait_for(future, SPEC.routing.challenger_timeout_ms / 1000)
             except Exception as err:  # any challenger failure falls back to the champion
-                reason = "timeout" if isinstance(err, FutureTimeout) else "error"
+                reason = "timeout" if isinstance(err, TimeoutError) else "error"
                 FALLBACKS.labels(reason=reason).inc(len(rows))
                 logger.warning(
                     "challenger %s failed (%s: %s); the champion answers %d row(s)",
@@ -256,59 +264,70 @@ class ModelService:
                 return
             ms = (time.perf_counter() - start) * 1000
             SHADOW.labels(model=ref.name, version=ref.version, outcome="ok").inc(len(features))
-            for rid, score, feats in zip(request_ids, scores, features, strict=True):
-                self._record(rid, "challenger", float(score), ms, None, feats, shadow=True)
+            n = len(features)
+            self._answer(request_ids, ["challenger"] * n, scores, ms, [None] * n, features, shadow=True)
 
         self.pool.submit(run)
 
-    def _record(
+    def _answer(
         self,
-        rid: str,
-        role: Role,
-        score: float,
+        ids: list[str],
+        roles: list[Role],
+        scores: np.ndarray,
         ms: float,
-        fallback: str | None,
-        features: dict[str, Any],
+        fallback: list[str | None],
+        features: list[dict[str, Any]],
         shadow: bool = False,
-    ) -> schema.Prediction:
-        ref = self.refs[role]
-        decision = int(score >= SPEC.decision_threshold)
-        logged = self.log.write(
+    ) -> list[schema.Prediction]:
+        """Log the request's predictions (one write), count them, and build the answers."""
+        now = datetime.now(UTC).isoformat(timespec="milliseconds")
+        decisions = [int(s >= SPEC.decision_threshold) for s in scores.tolist()]
+        entries = [
             {
                 "request_id": rid,
-                "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
-                "model": ref.name,
-                "version": ref.version,
+                "time": now,
+                "model": self.refs[role].name,
+                "version": self.refs[role].version,
                 "role": role,
                 "shadow": shadow,
                 "score": round(score, 6),
                 "decision": decision,
                 "latency_ms": round(ms, 3),
-                "fallback": fallback,
-                "features": features,
+                "fallback": fb,
+                "features": feats,
             }
-        )
+            for rid, role, score, decision, fb, feats in zip(
+                ids, roles, scores.tolist(), decisions, fallback, features, strict=True
+            )
+        ]
+        logged = self.log.write_many(entries)
         if self.log.cfg.enabled:
-            self._log_result(logged)
+            self._log_result(logged, len(entries))
         if not logged and SPEC.prediction_log.on_failure == "fail_closed" and not shadow:
             raise ServiceUnavailable(
                 f"prediction log cannot be written ({self.log.last_error}); policy fail_closed"
             )
-        if not shadow:  # counted once the answer is certain (fail_closed may still refuse it above)
-            PREDICTIONS.labels(model=ref.name, version=ref.version, role=role, decision=str(decision)).inc()
-        return schema.Prediction(
-            request_id=rid,
-            score=score,
-            decision=decision,
-            label=self.labels[decision],
-            threshold=SPEC.decision_threshold,
-            model=ref.name,
-            version=ref.version,
-            role=role,
-            fallback=fallback,
-        )
+        if shadow:
+            return []
+        for (role, decision), n in Counter(zip(roles, decisions, strict=True)).items():
+            ref = self.refs[role]  # counted once the answers are certain (fail_closed may refuse them above)
+            PREDICTIONS.labels(model=ref.name, version=ref.version, role=role, decision=str(decision)).inc(n)
+        return [
+            schema.Prediction(
+                request_id=e["request_id"],
+                score=score,
+                decision=e["decision"],
+                label=self.labels[e["decision"]],
+                threshold=SPEC.decision_threshold,
+                model=e["model"],
+                version=e["version"],
+                role=e["role"],
+                fallback=e["fallback"],
+            )
+            for e, score in zip(entries, scores.tolist(), strict=True)
+        ]
 
-    def _predict(
+    async def _predict(
         self, rows: list[dict[str, Any]], keys: list[str | None], ids: list[str]
     ) -> list[schema.Prediction]:
         if not self.__is_ready__():
@@ -316,12 +335,9 @@ class ModelService:
         self._count_unknown()
         start = time.perf_counter()
         roles = [self.router.choose(k) for k in keys]
-        scores, answered, fallback = self._score(rows, roles)
+        scores, answered, fallback = await self._score(rows, roles)
         ms = (time.perf_counter() - start) * 1000
-        out = [
-            self._record(i, r, float(s), ms, f, row)
-            for i, r, s, f, row in zip(ids, answered, scores, fallback, rows, strict=True)
-        ]
+        out = self._answer(ids, answered, scores, ms, fallback, rows)
         if self.router.shadow:
             self._shadow(ids, rows)
         return out
@@ -337,7 +353,7 @@ class ModelService:
     # -- endpoints -------------------------------------------------------------------------------------------
 
     @bentoml.api(input_spec=PredictInput)
-    def predict(
+    async def predict(
         self,
         record: Record,  # type: ignore[valid-type]
         ctx: bentoml.Context,
@@ -345,7 +361,7 @@ class ModelService:
     ) -> schema.Prediction:
         """Score one record. `key` makes routing sticky; the response names the model version that answered."""
         rid = runtime.request_id(ctx.request.headers.get("x-request-id"))
-        [answer] = self._predict([record.model_dump()], [key], [rid])  # type: ignore[attr-defined]
+        [answer] = await self._predict([record.model_dump()], [key], [rid])  # type: ignore[attr-defined]
         ctx.response.headers["X-Model-Version"] = answer.version
         ctx.response.headers["X-Request-ID"] = rid
         return answer
@@ -356,11 +372,11 @@ class ModelService:
         max_batch_size=SPEC.batching.max_batch_size,
         max_latency_ms=SPEC.batching.max_latency_ms,
     )
-    def predict_batch(self, records: list[BatchRecord]) -> list[schema.Prediction]:  # type: ignore[valid-type]
+    async def predict_batch(self, records: list[BatchRecord]) -> list[schema.Prediction]:  # type: ignore[valid-type]
         """Score a list of records (at most input.max_batch_records per request); each may carry a routing_key."""
         rows = [r.model_dump() for r in records]  # type: ignore[attr-defined]
         keys = [row.pop("routing_key") for row in rows]
-        return self._predict(rows, keys, [uuid.uuid4().hex for _ in rows])
+        return await self._predict(rows, keys, [uuid.uuid4().hex for _ in rows])
 
 
 INSTANCE: list[ModelService] = []

@@ -106,6 +106,11 @@ class Overload(Strict):
     body_timeout_s: float = Field(10.0, gt=0, le=300)  # a body that takes longer to arrive gets 408
 
 
+class Http(Strict):
+    access_log: bool = False  # BentoML's access log (the prediction log already keeps every answer)
+    tracing: bool = False  # BentoML's OpenTelemetry span per request
+
+
 class ServingSpec(Strict):
     system: str = Field(pattern=r"^[a-z][a-z0-9_]{0,30}$")  # prefixes metric and environment variable names
     service_name: str
@@ -121,6 +126,7 @@ class ServingSpec(Strict):
     native_threads: int = Field(ge=1)  # OpenMP, BLAS and torch threads per worker
     overload: Overload
     prediction_log: PredictionLog
+    http: Http = Http()
     port: int
 
     def env(self, name: str) -> str:

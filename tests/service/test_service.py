@@ -222,3 +222,27 @@ def test_unknown_category_policy_maps_to_missing(serve: Any, rows: list) -> None
     missing = server.client.post("/predict", json={"record": {**rows[0], "workclass": None}}).json()
     assert response.json()["score"] == pytest.approx(missing["score"])  # treated exactly as missing
     assert server.metric("adult_unknown_categories_total", field="workclass") == 1
+
+
+def test_workers_hold_the_fast_paths_only_and_answer_as_the_reference_does(
+    serve: Any, rows: list, packaged: tuple
+) -> None:
+    """Both models loaded (the challenger is the Lightning network): no torch, pandas or scikit-learn in a worker,
+    and every answer, the challenger's included, is the reference pipeline's score within 1e-9."""
+    import psutil
+
+    home, spec, _ = packaged
+    assert spec["challenger"] and spec["challenger"]["fast_path"]["info"]["model"] == "TabularMLP"
+    server = serve({"routing": {"mode": "canary", "challenger_weight": 0.5}})
+    answers = server.client.post("/predict_batch", json={"records": rows[:300]}).json()
+    assert {a["role"] for a in answers} == {"champion", "challenger"}
+    for role in ("champion", "challenger"):
+        name, version = spec[role]["tag"].split(":")
+        reference = load_predictor(home / "models" / name / version)
+        mine = [i for i, a in enumerate(answers) if a["role"] == role]
+        expected = reference.predict_proba(pd.DataFrame([rows[i] for i in mine]))
+        assert np.abs(np.array([answers[i]["score"] for i in mine]) - expected).max() <= 1e-9, role
+    [pid] = server.worker_pids()
+    mapped = {m.path for m in psutil.Process(pid).memory_maps()}
+    assert not [p for p in mapped if "libtorch" in p or "/pandas/" in p or "/sklearn/" in p]
+    assert psutil.Process(pid).memory_info().rss < 300 * 2**20  # 130 MiB measured; 578 MiB with torch
