@@ -122,7 +122,7 @@ def serving_path(
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """What the service would run: the fast path compiled from ``predictor``, its parity with the reference
     (``scores`` = the reference's scores of ``test``) and latency measured on it (the reference pipeline's is in
-    ``make bench``: 5.7 ms a row for Adult's hgb, and seconds beside a busy process with OpenMP's threads).
+    ``make bench``: 5.7 ms a row for a 97-tree gradient boosting model, and seconds beside a busy process with OpenMP's threads).
 
     Returns the tracked summary (fast path, parity verdict) and the measurements (a run record: they vary).
     Without a fast path the latency is the reference's and parity fails: the model cannot be champion.
