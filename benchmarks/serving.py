@@ -205,17 +205,19 @@ def sequential(targets: dict[str, tuple[str, str, list[Any]]]) -> dict[str, dict
     """Sequential requests, one per path in turn, so all see the same machine."""
     clients = {label: httpx.Client(base_url=url, timeout=60) for label, (url, _, _) in targets.items()}
     times: dict[str, list[float]] = {label: [] for label in targets}
+    errors = dict.fromkeys(targets, 0)
     try:
         for i in range(30 + SEQUENTIAL):
             for label, (_, path, bodies) in targets.items():
                 start = time.perf_counter()
-                clients[label].post(path, json=bodies[i % len(bodies)])
+                status = clients[label].post(path, json=bodies[i % len(bodies)]).status_code
                 if i >= 30:
                     times[label].append((time.perf_counter() - start) * 1000)
+                    errors[label] += status != 200
     finally:
         for client in clients.values():
             client.close()
-    return {label: summary(t) for label, t in times.items()}
+    return {label: summary(t) | {"errors": errors[label]} for label, t in times.items()}
 
 
 BUSY = "import itertools\nfor _ in itertools.count():\n    pass\n"
@@ -400,9 +402,13 @@ def sample(paths: SystemPaths, spec: dict[str, Any], n: int) -> tuple[pd.DataFra
     fields = spec["input"]["fields"]
     test = pd.read_parquet(ROOT / paths.processed / "test.parquet")
     frame = test[[f["name"] for f in fields]].head(n)
-    cat = tuple(f["name"] for f in fields if f["type"] != "numeric")
-    num = tuple(f["name"] for f in fields if f["type"] == "numeric")
-    return frame, records_of(frame, cat, num)
+    cat = tuple(f["name"] for f in fields if f["type"] == "category")
+    num = tuple(f["name"] for f in fields if f["type"] != "category")
+    ints = [
+        f["name"] for f in fields if f["type"] == "int"
+    ]  # the contract's integers travel as JSON integers
+    records = records_of(frame, cat, num)
+    return frame, [r | {k: None if r[k] is None else int(r[k]) for k in ints} for r in records]
 
 
 def run(repeats: int) -> dict[str, Any]:
@@ -492,7 +498,8 @@ def run(repeats: int) -> dict[str, Any]:
         ),
         "worst_plain_over_bentoml_rows_per_s": worst,
         "best_bentoml_rows_per_s_32": max(t["bentoml"]["rows_per_s"] for t in rows_32),
-        "errors": sum(t[n]["errors"] for t in table.values() for n in ("bentoml", "plain") if n in t),
+        "errors": sum(t[n]["errors"] for t in table.values() for n in ("bentoml", "plain") if n in t)
+        + sum(s["errors"] for s in result["sequential"].values()),
     }
     r = result["ratios"]
     result["aims"] = [
