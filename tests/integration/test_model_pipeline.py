@@ -69,8 +69,9 @@ def test_every_model_has_metrics_plots_and_verdicts(baseline: Path) -> None:
             else:
                 assert m["ci_low"] <= m["value"] <= m["ci_high"], (name, key)
         assert set(metrics["fairness"]) == {"sex", "race", "sex x race"}
-        assert metrics["latency"] == {"single_row": {"budget_p95_ms": 50, "within_budget": True}}
+        assert metrics["latency"] == {"single_row": {"budget_p95_ms": 5, "within_budget": True}}
         record = json.loads((baseline / "logs/runs/evaluate/adult" / f"{name}.json").read_text())
+        assert record["latency"]["path"] == "fast"  # the latency gate times what the service runs
         single = record["latency"]["single_row"]
         assert single["p99_ms"] >= single["p50_ms"] > 0  # the measurement itself is a run record
         assert {p.name for p in (folder / "plots").iterdir()} == {
@@ -89,6 +90,19 @@ def test_every_model_has_metrics_plots_and_verdicts(baseline: Path) -> None:
     champion = gate["champion"]
     assert champion and gate["models"][champion]["failed"] == []
     assert not any(gate["models"][n]["eligible"] for n in MODELS if gate["models"][n]["failed"])
+
+
+def test_every_model_of_every_system_has_a_fast_path_within_1e9(baseline: Path) -> None:
+    """Parity on each system's whole test split and edge rows, as evaluate (a gate) and package (a refusal) check."""
+    for system in ("adult", "hmda"):
+        for folder in sorted((baseline / "reports" / system / "eval").iterdir()):
+            evaluation = json.loads((folder / "evaluation.json").read_text())["serving"]
+            parity = evaluation["parity"]
+            assert parity["passed"] and parity["decisions_differ"] == 0, (system, folder.name, parity)
+            assert parity["max_abs_diff_at_most"] <= 1e-12 and parity["rows"]["test"] > 0
+            assert parity["rows"]["edge"] > 0 and parity["rows"]["single_rows"] > 0
+        package = json.loads((baseline / "reports" / system / "package.json").read_text())
+        assert package["fast_path"]["champion"]["max_abs_diff_at_most"] <= 1e-12
 
 
 def test_champion_carries_its_lineage(baseline: Path) -> None:
