@@ -15,7 +15,7 @@ export DVC_NO_ANALYTICS := 1
 export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: help venv params params-check pipeline repro serve replay monitor ct ct-matrix ct-fetch ct-publish manifests manifests-check \
-  promote rollback deploy-status register registry-sync images release-prs pr-report pr-comment policy-venv workflows-check site \
+  promote rollback deploy-status register registry-login registry-sync images release-prs pr-report pr-comment policy-venv workflows-check site \
   docs-serve browser test lint typecheck bench lock clean
 PORT ?= # default: the system's serving.port (adult 3000, hmda 3001)
 # SYSTEM=<name> limits pipeline, site and serve to one system (a key of `systems` in params.yaml); empty: all.
@@ -52,47 +52,47 @@ params-check: $(STAMP) ## fail when params.yaml is not what conf/ composes
 	$(BIN)/python -m pipelines.compose --check
 
 pipeline: params ## set up and run the DVC pipeline of every system (or SYSTEM=<name>), ending with the site
-	$(if $(SYSTEM),$(BIN)/python -m pipelines.systems --check $(SYSTEM) >/dev/null,)
-	$(BIN)/dvc repro $(TARGETS)
-	$(BIN)/python -m pipelines.site $(SITE_SYSTEMS)
+	@if [ -n "$${SYSTEM-}" ]; then $(BIN)/python -m pipelines.systems --check="$$SYSTEM" >/dev/null; fi
+	$(BIN)/dvc repro $${SYSTEM:+"report@$$SYSTEM"}
+	$(BIN)/python -m pipelines.site $${SYSTEM:+--systems="$$SYSTEM"}
 	@echo "site: $(CURDIR)/site/build/index.html (make docs-serve to preview)"
 
 repro: $(STAMP) ## dvc repro without recomposing params.yaml
 	$(BIN)/dvc repro
 
 serve: $(STAMP) ## serve a system's champion and challenger (SYSTEM=<name>, default the first; PORT=<n>)
-	$(BIN)/python -m services.serve $(if $(SYSTEM),--system $(SYSTEM),) $(if $(PORT),--port $(PORT),)
+	$(BIN)/python -m services.serve $${SYSTEM:+--system="$$SYSTEM"} $${PORT:+--port="$$PORT"}
 
 replay: $(STAMP) ## send a replay scenario through the running service (SYSTEM= SCENARIO= [URL= ROWS= SIMULATE=1])
-	@test -n "$(SYSTEM)" -a -n "$(SCENARIO)" || { echo "usage: make replay SYSTEM=<name> SCENARIO=<name>" >&2; exit 2; }
-	$(BIN)/python -m pipelines.systems --check $(SYSTEM) >/dev/null
-	$(BIN)/python -m pipelines.replay --system $(SYSTEM) --scenario $(SCENARIO) $(if $(URL),--url $(URL),) $(if $(ROWS),--rows $(ROWS),) $(if $(filter 1 yes true,$(SIMULATE)),--simulate,)
+	@[ -n "$${SYSTEM-}" ] && [ -n "$${SCENARIO-}" ] || { echo "usage: make replay SYSTEM=<name> SCENARIO=<name>" >&2; exit 2; }
+	$(BIN)/python -m pipelines.systems --check="$$SYSTEM" >/dev/null
+	$(BIN)/python -m pipelines.replay --system="$$SYSTEM" --scenario="$$SCENARIO" $${URL:+--url="$$URL"} $${ROWS:+--rows="$$ROWS"} $(if $(filter 1 yes true,$(SIMULATE)),--simulate,)
 
 monitor: $(STAMP) ## collect the live logs, run the monitor stage and the system's documents (SYSTEM=<name>, default all)
-	$(if $(SYSTEM),$(BIN)/python -m pipelines.systems --check $(SYSTEM) >/dev/null,)
-	@for s in $(if $(SYSTEM),$(SYSTEM),$(shell $(BIN)/python -m pipelines.systems)); do \
+	@if [ -n "$${SYSTEM-}" ]; then $(BIN)/python -m pipelines.systems --check="$$SYSTEM" >/dev/null; fi
+	@for s in $${SYSTEM:-$$($(BIN)/python -m pipelines.systems)}; do \
 	  $(BIN)/python -m pipelines.monitor --system $$s --collect || exit 1; \
 	  $(BIN)/dvc repro report@$$s >/dev/null || exit 1; \
 	  echo "monitor@$$s: $$(cat reports/$$s/monitor/decision.txt)"; \
 	done
 
 ct: $(STAMP) ## continuous training: monitor, and on retrain build a candidate on a branch (SYSTEM=<name>)
-	@test -n "$(SYSTEM)" || { echo "usage: make ct SYSTEM=<name>" >&2; exit 2; }
-	$(BIN)/python -m pipelines.systems --check $(SYSTEM) >/dev/null
-	$(BIN)/python -m pipelines.ct --system $(SYSTEM)
+	@[ -n "$${SYSTEM-}" ] || { echo "usage: make ct SYSTEM=<name>" >&2; exit 2; }
+	$(BIN)/python -m pipelines.systems --check="$$SYSTEM" >/dev/null
+	$(BIN)/python -m pipelines.ct --system="$$SYSTEM"
 
 ct-matrix: $(STAMP) ## print list=<JSON> of the systems (or SYSTEM=<name>) for a workflow's job matrix
-	@$(BIN)/python -m pipelines.systems --matrix $(SYSTEM)
+	@$(BIN)/python -m pipelines.systems --matrix="$${SYSTEM-}"
 
 ct-fetch: $(STAMP) ## copy a system's production logs from CT_SOURCE/<system>/ into logs/ (SYSTEM=<name>)
-	@test -n "$(SYSTEM)" -a -n "$(CT_SOURCE)" || { echo "usage: make ct-fetch SYSTEM=<name> CT_SOURCE=<folder>" >&2; exit 2; }
-	$(BIN)/python -m pipelines.systems --check $(SYSTEM) >/dev/null
-	$(BIN)/python -m pipelines.ct --system $(SYSTEM) --fetch $(CT_SOURCE)
+	@[ -n "$${SYSTEM-}" ] && [ -n "$${CT_SOURCE-}" ] || { echo "usage: make ct-fetch SYSTEM=<name> CT_SOURCE=<folder>" >&2; exit 2; }
+	$(BIN)/python -m pipelines.systems --check="$$SYSTEM" >/dev/null
+	$(BIN)/python -m pipelines.ct --system="$$SYSTEM" --fetch="$$CT_SOURCE"
 
 ct-publish: $(STAMP) ## act on make ct's result with gh: a pull request (retrain) or an issue (block, rollback)
-	@test -n "$(SYSTEM)" || { echo "usage: make ct-publish SYSTEM=<name> [DRY_RUN=1]" >&2; exit 2; }
-	$(BIN)/python -m pipelines.systems --check $(SYSTEM) >/dev/null
-	$(BIN)/python -m pipelines.ct --system $(SYSTEM) --publish $(DRY)
+	@[ -n "$${SYSTEM-}" ] || { echo "usage: make ct-publish SYSTEM=<name> [DRY_RUN=1]" >&2; exit 2; }
+	$(BIN)/python -m pipelines.systems --check="$$SYSTEM" >/dev/null
+	$(BIN)/python -m pipelines.ct --system="$$SYSTEM" --publish $(DRY)
 
 manifests: $(STAMP) ## render services/k8s (bases, overlays, Argo CD Applications) from conf/deploy
 	$(BIN)/python -m pipelines.deploy manifests
@@ -101,19 +101,22 @@ manifests-check: $(STAMP) policy-venv ## manifests current, then every overlay: 
 	$(BIN)/python -m pipelines.deploy manifests --check
 	$(BIN)/python -m pipelines.deploy validate
 
-promote: $(STAMP) ## point an environment at a registered version (SYSTEM= ENV=staging|prod VERSION=v1.0.3)
-	@test -n "$(SYSTEM)" -a -n "$(ENV)" -a -n "$(VERSION)" || { echo "usage: make promote SYSTEM=<name> ENV=staging|prod VERSION=<v>" >&2; exit 2; }
-	$(BIN)/python -m pipelines.deploy promote --system '$(SYSTEM)' --env '$(ENV)' --version '$(VERSION)'
+promote: $(STAMP) ## point an environment at a registered version (SYSTEM= ENV=staging|prod VERSION=v1.0.3 [BASE=origin/main])
+	@[ -n "$${SYSTEM-}" ] && [ -n "$${ENV-}" ] && [ -n "$${VERSION-}" ] || { echo "usage: make promote SYSTEM=<name> ENV=staging|prod VERSION=<v> [BASE=<main line>]" >&2; exit 2; }
+	$(BIN)/python -m pipelines.deploy promote --system="$$SYSTEM" --env="$$ENV" --version="$$VERSION" $${BASE:+--base="$$BASE"}
 
-rollback: $(STAMP) ## point an environment back at the version it served before (SYSTEM= ENV= [VERSION=])
-	@test -n "$(SYSTEM)" -a -n "$(ENV)" || { echo "usage: make rollback SYSTEM=<name> ENV=staging|prod [VERSION=<v>]" >&2; exit 2; }
-	$(BIN)/python -m pipelines.deploy rollback --system '$(SYSTEM)' --env '$(ENV)' $(if $(VERSION),--version '$(VERSION)',)
+rollback: $(STAMP) ## point an environment back at the version it served before (SYSTEM= ENV= [VERSION=] [BASE=])
+	@[ -n "$${SYSTEM-}" ] && [ -n "$${ENV-}" ] || { echo "usage: make rollback SYSTEM=<name> ENV=staging|prod [VERSION=<v>] [BASE=<main line>]" >&2; exit 2; }
+	$(BIN)/python -m pipelines.deploy rollback --system="$$SYSTEM" --env="$$ENV" $${VERSION:+--version="$$VERSION"} $${BASE:+--base="$$BASE"}
 
 deploy-status: $(STAMP) ## what every system serves in every environment (the desired state in git)
 	@$(BIN)/python -m pipelines.deploy status
 
-register: $(STAMP) ## CD: register (GTO) every system whose champion changed; PUSH=1 pushes the tags
+register: $(STAMP) ## CD: register (GTO) every system whose champion changed; PUSH=1 pushes them (after make images)
 	$(BIN)/python -m pipelines.deploy register $(if $(filter 1 yes true,$(PUSH)),--push,)
+
+registry-login: $(STAMP) ## CD: docker login to the image registries as GITHUB_ACTOR, the token (GH_TOKEN) on stdin
+	@$(BIN)/python -m pipelines.deploy registry-login
 
 registry-sync: $(STAMP) ## CD: the registry's stages (GTO tags) follow the merged desired state; PUSH=1 pushes them
 	$(BIN)/python -m pipelines.deploy sync-registry $(if $(filter 1 yes true,$(PUSH)),--push,)
@@ -121,16 +124,16 @@ registry-sync: $(STAMP) ## CD: the registry's stages (GTO tags) follow the merge
 images: $(STAMP) ## CD: build and push the image of every newly registered version from its bento [DRY_RUN=1]
 	$(BIN)/python -m pipelines.deploy images $(DRY)
 
-release-prs: $(STAMP) ## CD: a pull request promoting each newly registered version to staging [DRY_RUN=1]
-	$(BIN)/python -m pipelines.deploy release-prs $(DRY)
+release-prs: $(STAMP) ## CD: a pull request promoting each newly registered version to staging [DRY_RUN=1] [BASE=]
+	$(BIN)/python -m pipelines.deploy release-prs $(DRY) $${BASE:+--base="$$BASE"}
 
 pr-report: $(STAMP) ## Markdown report of what the change does to each system against BASE=<rev> (var/pr-report.md)
-	@test -n "$(BASE)" || { echo "usage: make pr-report BASE=<rev>" >&2; exit 2; }
-	$(BIN)/python -m pipelines.pr_report --base '$(BASE)'
+	@[ -n "$${BASE-}" ] || { echo "usage: make pr-report BASE=<rev>" >&2; exit 2; }
+	$(BIN)/python -m pipelines.pr_report --base="$$BASE"
 
 pr-comment: $(STAMP) ## post var/pr-report.md on pull request PR=<n> with gh [DRY_RUN=1]
-	@test -n "$(PR)" || { echo "usage: make pr-comment PR=<number>" >&2; exit 2; }
-	$(BIN)/python -m pipelines.pr_report --comment '$(PR)' $(DRY)
+	@[ -n "$${PR-}" ] || { echo "usage: make pr-comment PR=<number>" >&2; exit 2; }
+	$(BIN)/python -m pipelines.pr_report --comment="$$PR" $(DRY)
 
 # checkov pins packages this project also uses (at other versions): it gets a virtual environment of its own.
 POLICY_VENV := .venv-policy
@@ -146,9 +149,9 @@ workflows-check: $(STAMP) ## zizmor (offline) on .github/workflows: no finding a
 	$(BIN)/zizmor --offline --no-progress .github/workflows
 
 site: $(STAMP) ## build the documentation site into site/build (runs what it needs)
-	$(if $(SYSTEM),$(BIN)/python -m pipelines.systems --check $(SYSTEM) >/dev/null,)
-	$(BIN)/dvc repro $(addprefix report@,$(if $(SYSTEM),$(SYSTEM),$(shell $(BIN)/python -m pipelines.systems)))
-	$(BIN)/python -m pipelines.site $(SITE_SYSTEMS)
+	@if [ -n "$${SYSTEM-}" ]; then $(BIN)/python -m pipelines.systems --check="$$SYSTEM" >/dev/null; fi
+	$(BIN)/dvc repro $$(for s in $${SYSTEM:-$$($(BIN)/python -m pipelines.systems)}; do echo "report@$$s"; done)
+	$(BIN)/python -m pipelines.site $${SYSTEM:+--systems="$$SYSTEM"}
 
 docs-serve: site ## preview the built site on http://127.0.0.1:8000
 	$(BIN)/python -m http.server 8000 --bind 127.0.0.1 --directory site/build

@@ -14,8 +14,9 @@ import argparse
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
@@ -28,6 +29,10 @@ OUT = Path("var/pr-report.md")
 METRICS = ("roc_auc", "pr_auc", "f1", "brier", "ece", "log_loss")  # the champion table, in this order
 PLOTS = ("roc", "pr", "calibration", "groups")
 WORKTREE = "working tree"
+
+
+class Unreadable(ValueError):
+    """A file the report cannot use: its part of the report says so, ``(unreadable: <file>: <why>)``."""
 
 
 class Revision:
@@ -46,30 +51,88 @@ class Revision:
         return WORKTREE if self.rev is None else f"{self.rev} ({self.sha[:8]})"
 
     def text(self, path: str) -> str | None:
+        """The file's text, None when it does not exist; :class:`Unreadable` when it is not UTF-8 text."""
         if self.rev is None:
             file = self.repo / path
-            return file.read_text(encoding="utf-8") if file.is_file() else None
-        proc = subprocess.run(
-            ["git", "show", f"{self.sha}:{path}"], cwd=self.repo, capture_output=True, text=True, check=False
-        )
-        return proc.stdout if proc.returncode == 0 else None
+            if not file.exists():
+                return None
+            try:
+                data = file.read_bytes()
+            except OSError as err:
+                raise Unreadable(f"{path} at {self.label}: {err.strerror}") from None
+        else:
+            proc = subprocess.run(
+                ["git", "show", f"{self.sha}:{path}"], cwd=self.repo, capture_output=True, check=False
+            )
+            if proc.returncode != 0:
+                return None
+            data = proc.stdout
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise Unreadable(
+                f"{path} at {self.label}: not UTF-8 ({err.reason} at byte {err.start})"
+            ) from None
 
     def json(self, path: str) -> dict[str, Any] | None:
+        """A JSON object, None when the file does not exist; :class:`Unreadable` for anything else."""
         text = self.text(path)
         if text is None:
             return None
         try:
             data = json.loads(text)
         except json.JSONDecodeError as err:
-            raise PipelineError(f"{path} at {self.label} is not valid JSON: {err}") from None
-        return data if isinstance(data, dict) else None
+            raise Unreadable(f"{path} at {self.label}: not valid JSON: {err}") from None
+        if not isinstance(data, dict):
+            raise Unreadable(f"{path} at {self.label}: a JSON {type(data).__name__}, expected an object")
+        return data
 
     def params(self) -> dict[str, Any]:
         text = self.text("params.yaml")
         if text is None:
             return {}
-        data = yaml.safe_load(text)
-        return data if isinstance(data, dict) else {}
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as err:
+            raise Unreadable(f"params.yaml at {self.label}: not valid YAML: {err}") from None
+        if not isinstance(data, dict):
+            raise Unreadable(f"params.yaml at {self.label}: expected a mapping")
+        return data
+
+
+T = TypeVar("T")
+
+
+def guarded(files: str, part: Callable[[], T]) -> T | str:
+    """``part()``, or ``(unreadable: <file>: <why>)`` when a file it reads is missing a key, holds a value of the
+    wrong type or cannot be parsed: one unreadable file spoils its own part of the report, not the report."""
+    try:
+        return part()
+    except Unreadable as err:
+        return f"(unreadable: {one_line(err)})"
+    except (AttributeError, TypeError, KeyError, ValueError, IndexError) as err:
+        return f"(unreadable: {files}: {type(err).__name__}: {one_line(err)})"
+
+
+def one_line(err: Exception) -> str:
+    return " ".join(str(err).split()).replace("|", "\\|")
+
+
+def number(value: Any, what: str) -> float | None:
+    """A metric's number (None when absent); a value of another type is an error naming ``what``."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise Unreadable(f"{what} is {value!r}, expected a number")
+    return float(value)
+
+
+def mapping(value: Any, what: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise Unreadable(f"{what} is a {type(value).__name__}, expected a mapping")
+    return value
 
 
 def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
@@ -98,10 +161,11 @@ def param_changes(base: dict[str, Any], head: dict[str, Any], system: str) -> li
     return [{"key": k, "base": shown(a.get(k)), "head": shown(b.get(k))} for k in keys]
 
 
-def metric(entry: Any) -> tuple[float | None, float | None, float | None]:
-    if isinstance(entry, dict) and isinstance(entry.get("value"), (int, float)):
-        return entry["value"], entry.get("ci_low"), entry.get("ci_high")
-    return None, None, None
+def metric(entry: Any, what: str) -> tuple[float | None, float | None, float | None]:
+    if entry is None:
+        return None, None, None
+    entry = mapping(entry, what)
+    return tuple(number(entry.get(k), f"{what}.{k}") for k in ("value", "ci_low", "ci_high"))  # type: ignore[return-value]
 
 
 def with_interval(value: float | None, low: float | None, high: float | None) -> str:
@@ -114,95 +178,159 @@ def delta(a: float | None, b: float | None) -> str:
     return "n/a" if a is None or b is None else f"{b - a:+.4f}"
 
 
-def deployed(text: str | None) -> str | None:
+def deployed(rev: Revision, path: str) -> str | None:
     """The version a desired-state file names, with its champion (``v1.0.3 (hmda-logreg:...)``)."""
-    if text is None:
-        return None
     try:
-        spec = (yaml.safe_load(text) or {}).get("spec") or {}
-    except (yaml.YAMLError, AttributeError):
-        return "(unreadable)"
+        text = rev.text(path)
+        if text is None:
+            return None
+        spec = mapping(mapping(yaml.safe_load(text), path).get("spec"), f"{path}: spec")
+    except (yaml.YAMLError, Unreadable) as err:
+        return f"(unreadable: {path}: {one_line(err)})"
     champion = spec.get("champion")
     return f"{spec.get('version')}" + (f" ({champion})" if champion else "")
 
 
+def gate_models(
+    bg: dict[str, Any], hg: dict[str, Any], base: Revision, head: Revision, path: str
+) -> list[dict[str, str]]:
+    bms = mapping(bg.get("models"), f"{path} at {base.label}: models")
+    hms = mapping(hg.get("models"), f"{path} at {head.label}: models")
+    models = []
+    for name in sorted(set(bms) | set(hms)):
+        b = mapping(bms.get(name), f"{path} at {base.label}: models.{name}")
+        h = mapping(hms.get(name), f"{path} at {head.label}: models.{name}")
+        hp = number(h.get("primary"), f"{path} at {head.label}: models.{name}.primary")
+        bp = number(b.get("primary"), f"{path} at {base.label}: models.{name}.primary")
+        failed = h.get("failed", [])
+        if not isinstance(failed, list):
+            raise Unreadable(f"{path} at {head.label}: models.{name}.failed is {failed!r}, expected a list")
+        models.append(
+            {
+                "name": str(name),
+                "base_status": str(b.get("status", "absent")),
+                "head_status": str(h.get("status", "absent")),
+                "value": f"{hp:.4f}" if hp is not None else "n/a",
+                "failed": ", ".join(map(str, failed)),
+                "delta": delta(bp, hp),
+            }
+        )
+    return models
+
+
+def champion_metrics(hm: dict[str, Any], bm: dict[str, Any] | None, path: str) -> list[dict[str, str]]:
+    metrics = []
+    for name in METRICS:
+        value, low, high = metric(hm.get(name), f"{path}: {name}")
+        old, old_low, old_high = metric((bm or {}).get(name), f"{path} (base): {name}")
+        overlap = "n/a"
+        if low is not None and high is not None and old_low is not None and old_high is not None:
+            overlap = "yes" if low <= old_high and old_low <= high else "**no**"
+        metrics.append(
+            {
+                "name": name,
+                "base": with_interval(old, old_low, old_high),
+                "head": with_interval(value, low, high),
+                "delta": delta(old, value),
+                "overlap": overlap,
+            }
+        )
+    return metrics
+
+
+def contract_line(hv: dict[str, Any] | None, bv: dict[str, Any] | None, path: str) -> str:
+    if hv is None:
+        return "no validation report"
+    broken = [
+        f"{table}: {len(t.get('errors') or [])} error(s)"
+        for table, t in mapping(hv.get("tables"), f"{path}: tables").items()
+        if isinstance(t, dict) and not t.get("passed", True)
+    ]
+    contract = "passed" if hv.get("passed") else f"**failed** ({'; '.join(broken) or 'see the report'})"
+    contract += f", {len(hv.get('rules') or [])} rules"
+    if bv is not None and bv.get("passed") != hv.get("passed"):
+        contract += f" (was {'passed' if bv.get('passed') else 'failed'})"
+    return contract
+
+
+def monitor_line(hd: dict[str, Any] | None, path: str) -> str | None:
+    if hd is None:
+        return None
+    reasons = hd.get("reasons") or []
+    if not isinstance(reasons, list):
+        raise Unreadable(f"{path}: reasons is {reasons!r}, expected a list")
+    return f"`{hd.get('decision')}` ({hd.get('status')}): " + "; ".join(map(str, reasons[:3]))
+
+
+Pair = tuple[dict[str, Any] | None, dict[str, Any] | None, str | None]
+
+
+def pair(base: Revision, head: Revision, base_path: str | None, head_path: str | None) -> Pair:
+    """A JSON file at both revisions (None where it is absent or not asked for), and why one is unreadable."""
+    try:
+        return (
+            base.json(base_path) if base_path else None,
+            head.json(head_path) if head_path else None,
+            None,
+        )
+    except Unreadable as err:
+        return None, None, f"(unreadable: {one_line(err)})"
+
+
 def system_report(base: Revision, head: Revision, system: str, repository: str) -> dict[str, Any] | None:
-    """One system's section, or None when nothing the report shows changed."""
-    bp, hp = base.params(), head.params()
-    params = param_changes(bp, hp, system)
-    bg = base.json(f"reports/{system}/gate.json") or {}
-    hg = head.json(f"reports/{system}/gate.json") or {}
-    bv = base.json(f"reports/{system}/data/validation.json")
-    hv = head.json(f"reports/{system}/data/validation.json")
-    bd = base.json(f"reports/{system}/monitor/decision.json")
-    hd = head.json(f"reports/{system}/monitor/decision.json")
-    champion = hg.get("champion")
-    hm = head.json(f"reports/{system}/eval/{champion}/metrics.json") if champion else None
-    bm = base.json(f"reports/{system}/eval/{bg.get('champion')}/metrics.json") if bg.get("champion") else None
+    """One system's section, or None when nothing the report shows changed. A part whose files cannot be read
+    says so, ``(unreadable: <file>: <why>)``, and the rest of the report is still made."""
+    params = guarded("params.yaml", lambda: param_changes(base.params(), head.params(), system))
+    gate_path = f"reports/{system}/gate.json"
+    bg, hg, gate_error = pair(base, head, gate_path, gate_path)
+    bg, hg = bg or {}, hg or {}
+    champion = hg.get("champion") if isinstance(hg.get("champion"), str) else None
+    base_champion = bg.get("champion") if isinstance(bg.get("champion"), str) else None
+    contract_path, decision_path = (
+        f"reports/{system}/data/validation.json",
+        f"reports/{system}/monitor/decision.json",
+    )
+    validation = pair(base, head, contract_path, contract_path)
+    decision = pair(base, head, decision_path, decision_path)
+    hm_path = f"reports/{system}/eval/{champion}/metrics.json"
+    bm, hm, eval_error = pair(
+        base,
+        head,
+        f"reports/{system}/eval/{base_champion}/metrics.json" if base_champion else None,
+        hm_path if champion else None,
+    )
     deployments = []
     for env in ("staging", "prod"):
         path = f"services/k8s/{system}/{env}/release.yaml"
-        before, after = (deployed(r.text(path)) for r in (base, head))
+        before, after = (deployed(r, path) for r in (base, head))
         if before != after:
             deployments.append(f"{env} {before or 'absent'} → {after or 'absent'}")
-    if not params and not deployments and bg == hg and bv == hv and bd == hd and bm == hm:
+    errors = [isinstance(params, str), gate_error, validation[2], decision[2], eval_error]
+    same = bg == hg and validation[0] == validation[1] and decision[0] == decision[1] and bm == hm
+    if not any(errors) and not params and not deployments and same:
         return None
-    primary = hg.get("primary_metric") or bg.get("primary_metric") or "roc_auc"
-    models = []
-    for name in sorted(set(bg.get("models", {})) | set(hg.get("models", {}))):
-        b, h = bg.get("models", {}).get(name, {}), hg.get("models", {}).get(name, {})
-        models.append(
-            {
-                "name": name,
-                "base_status": b.get("status", "absent"),
-                "head_status": h.get("status", "absent"),
-                "value": f"{h['primary']:.4f}" if isinstance(h.get("primary"), (int, float)) else "n/a",
-                "failed": ", ".join(h.get("failed", [])),
-                "delta": delta(b.get("primary"), h.get("primary")),
-            }
-        )
-    metrics = []
-    if hm is not None:
-        for name in METRICS:
-            value, low, high = metric(hm.get(name))
-            old, old_low, old_high = metric((bm or {}).get(name))
-            overlap = "n/a"
-            if None not in (low, high, old_low, old_high):
-                overlap = "yes" if low <= old_high and old_low <= high else "**no**"  # type: ignore[operator]
-            metrics.append(
-                {
-                    "name": name,
-                    "base": with_interval(old, old_low, old_high),
-                    "head": with_interval(value, low, high),
-                    "delta": delta(old, value),
-                    "overlap": overlap,
-                }
-            )
-    gate_line = (
-        f"champion {champion}, challenger {hg.get('challenger') or 'none'}"
-        if champion
-        else "**no model passed the blocking gates**"
-    )
-    if hv is None:
-        contract = "no validation report"
+    primary = str(hg.get("primary_metric") or bg.get("primary_metric") or "roc_auc")
+    models: list[dict[str, str]] | str = ""  # an unreadable gate report: the gate line says why
+    if not gate_error:
+        models = guarded(gate_path, lambda: gate_models(bg, hg, base, head, gate_path))
+    metrics: list[dict[str, str]] | str = eval_error or []
+    if not eval_error and hm is not None:
+        metrics = guarded(hm_path, lambda: champion_metrics(hm, bm, hm_path))
+    if gate_error:
+        gate_line = gate_error
+    elif champion:
+        gate_line = f"champion {champion}, challenger {hg.get('challenger') or 'none'}"
     else:
-        broken = [
-            f"{table}: {len(t.get('errors', []))} error(s)"
-            for table, t in (hv.get("tables") or {}).items()
-            if isinstance(t, dict) and not t.get("passed", True)
-        ]
-        contract = "passed" if hv.get("passed") else f"**failed** ({'; '.join(broken) or 'see the report'})"
-        contract += f", {len(hv.get('rules', []))} rules"
-        if bv is not None and bv.get("passed") != hv.get("passed"):
-            contract += f" (was {'passed' if bv.get('passed') else 'failed'})"
-    monitor = None
-    if hd is not None:
-        monitor = f"`{hd.get('decision')}` ({hd.get('status')}): " + "; ".join(hd.get("reasons", [])[:3])
+        gate_line = "**no model passed the blocking gates**"
+    contract = validation[2] or guarded(
+        contract_path, lambda: contract_line(validation[1], validation[0], contract_path)
+    )
+    monitor = decision[2] or guarded(decision_path, lambda: monitor_line(decision[1], decision_path))
     plots = []
     if champion and head.rev is not None:
         for name in PLOTS:
             path = f"reports/{system}/eval/{champion}/plots/{name}.json"
-            if head.text(path) is not None:
+            if guarded(path, lambda p=path: head.text(p)) is not None:  # type: ignore[misc]
                 plots.append({"name": name, "url": f"{repository}/blob/{head.sha}/{path}"})
     elif champion:
         plots = [
@@ -216,9 +344,9 @@ def system_report(base: Revision, head: Revision, system: str, repository: str) 
         "primary": primary,
         "models": models,
         "metrics": metrics,
-        "base_champion": bg.get("champion"),
+        "base_champion": base_champion,
         "head_champion": champion,
-        "champion_changes": bg.get("champion") != champion,
+        "champion_changes": not gate_error and base_champion != champion,
         "gate_line": gate_line,
         "contract": contract,
         "monitor": monitor,
@@ -228,11 +356,20 @@ def system_report(base: Revision, head: Revision, system: str, repository: str) 
 
 
 def report(repo: Path, base_rev: str, head_rev: str | None) -> str:
+    """The report; the systems are those of either revision's params.yaml (one of them may be unreadable: its
+    sections say so)."""
     base, head = Revision(repo, base_rev), Revision(repo, head_rev)
-    hp = head.params()
-    systems = [s for s in hp.get("systems", []) if isinstance(s, str)]
-    systems += [s for s in base.params().get("systems", []) if isinstance(s, str) and s not in systems]
-    repository = str((hp.get("report") or {}).get("repository", "")).rstrip("/")
+    hp, bp = guarded("params.yaml", head.params), guarded("params.yaml", base.params)
+    if isinstance(hp, str) and isinstance(bp, str):
+        raise PipelineError(f"no revision's params.yaml can be read: {hp}; {bp}")
+    systems: list[str] = []
+    for params in (hp, bp):
+        names = params.get("systems") if isinstance(params, dict) else None
+        systems += [
+            s for s in (names if isinstance(names, list) else []) if isinstance(s, str) and s not in systems
+        ]
+    shared = hp.get("report") if isinstance(hp, dict) else None
+    repository = str(shared.get("repository", "") if isinstance(shared, dict) else "").rstrip("/")
     sections = [r for s in systems if (r := system_report(base, head, s, repository)) is not None]
     return render("pr_report.md.j2", head_label=head.label, base_label=base.label, systems=sections)
 

@@ -28,9 +28,10 @@ def prepare_runner(repo: Path) -> None:
 
 
 def resolve_commit(repo: Path, rev: str) -> str | None:
-    """The full sha of the commit ``rev`` names (a branch, tag, sha or ``HEAD~1``), or None when it names none."""
+    """The full sha of the commit ``rev`` names (a branch, tag, sha or ``HEAD~1``), or None when it names none (a
+    ``rev`` that starts with ``-`` is a name, never an option of git)."""
     proc = subprocess.run(
-        ["git", "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"],
+        ["git", "rev-parse", "--verify", "--quiet", "--end-of-options", f"{rev}^{{commit}}"],
         cwd=repo,
         capture_output=True,
         text=True,

@@ -9,7 +9,9 @@ Three layers, each a maintained tool where one exists:
   with ``--skip-download``, every Kubernetes check except those listed in :data:`CHECKOV_SKIPS` with the reason;
 - **consistency** (:func:`consistency`): what no schema or generic policy knows, because it spans fields or
   objects: probes and Services name a port the container declares, selectors select the pods, the autoscaler and
-  the Rollout point at the workload, the replica range is a range.
+  the Rollout point at the workload, the replica range is a range, requests stay within limits, liveness and
+  readiness probe the service's ``/livez`` and ``/readyz``, Prometheus scrapes the pods on a declared port, and
+  the prediction log directory the service is given is a mounted volume.
 
 Every problem is one line naming the object (``Kind/name``) and the field.
 """
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -117,6 +120,8 @@ def checkov_path() -> Path | None:
 
 def policy_problems(objects: list[dict[str, Any]]) -> list[str]:
     """checkov's failed Kubernetes checks on the objects (offline: ``--skip-download``)."""
+    if not objects:
+        return []
     checkov = checkov_path()
     if checkov is None:
         raise PipelineError("checkov is not installed: make policy-venv puts it in .venv-policy")
@@ -132,17 +137,30 @@ def policy_problems(objects: list[dict[str, Any]]) -> list[str]:
             check=False,
             env={**os.environ, "BC_SKIP_MAPPING": "TRUE", "CHECKOV_RUN_SCA_PACKAGE_SCAN_V2": "false"},
         )
+
+    # checkov exits 0 when every check passed and 1 when some failed, printing its JSON report either way; anything
+    # else (a crash, no report, a report that is not checkov's) is an error, never "no problems".
+    def broken(why: str) -> PipelineError:
+        tail = (proc.stderr.strip() or proc.stdout.strip())[-500:]
+        return PipelineError(f"checkov ({checkov}) {why} (exit {proc.returncode}): {tail or 'no output'}")
+
+    if proc.returncode not in (0, 1):
+        raise broken("failed")
     try:
-        report = json.loads(proc.stdout) if proc.stdout.strip() else {}
+        report = json.loads(proc.stdout)
     except json.JSONDecodeError:
-        raise PipelineError(f"checkov did not report JSON: {proc.stderr.strip()[-500:]}") from None
+        raise broken("did not print its JSON report") from None
     reports = report if isinstance(report, list) else [report]
+    if not reports or not all(isinstance(r, dict) and isinstance(r.get("results"), dict) for r in reports):
+        raise broken("printed JSON that is not its report")
     problems = []
     for rep in reports:
-        for failed in (rep.get("results") or {}).get("failed_checks", []):
+        for failed in rep["results"].get("failed_checks") or []:
             problems.append(
-                f"{failed.get('resource', '?')}: {failed['check_id']} {failed.get('check_name', '')}"
+                f"{failed.get('resource', '?')}: {failed.get('check_id', '?')} {failed.get('check_name', '')}"
             )
+    if proc.returncode == 1 and not problems:
+        raise broken("exited 1 (checks failed) but its report lists no failed check")
     return sorted(set(problems))
 
 
@@ -172,6 +190,77 @@ def _in(value: Any, known: set[Any]) -> bool:
     return isinstance(value, (str, int)) and value in known
 
 
+QUANTITY = re.compile(
+    r"^([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE]([+-]?[0-9]+))?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$"
+)
+SUFFIX = {"m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18}
+SUFFIX |= {f"{k}i": 2.0 ** (10 * (i + 1)) for i, k in enumerate("KMGTPE")}
+PROBE_PATHS = {"livenessProbe": "/livez", "readinessProbe": "/readyz"}  # the service's own endpoints
+LOG_DIR_ENV = (
+    "_PREDICTION_LOG_DIR"  # <SYSTEM>_PREDICTION_LOG_DIR: where the service writes its prediction log
+)
+
+
+def quantity(value: Any) -> float | None:
+    """A Kubernetes quantity (``500m``, ``2``, ``1Gi``, ``1e3``) in base units; None when it is not one."""
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        return None
+    found = QUANTITY.match(str(value))
+    if found is None:
+        return None
+    number, exponent, suffix = found.groups()
+    return float(number) * 10.0 ** int(exponent or 0) * SUFFIX.get(suffix or "", 1.0)
+
+
+def container_problems(where: str, pod: dict[str, Any], c: dict[str, Any]) -> list[str]:
+    """One container against the platform's rules: requests within limits, probes on the service's endpoints,
+    the prediction log on a volume mounted where the service writes it."""
+    problems = []
+    name = f"{where}: container {c.get('name')}"
+    resources = _d(c.get("resources"))
+    requests, limits = _d(resources.get("requests")), _d(resources.get("limits"))
+    for what in ("cpu", "memory"):
+        low, high = quantity(requests.get(what)), quantity(limits.get(what))
+        if low is not None and high is not None and low > high:
+            problems.append(
+                f"{name}: resources.requests.{what} {requests.get(what)!r} is above limits.{what} "
+                f"{limits.get(what)!r}"
+            )
+    for probe, path in PROBE_PATHS.items():
+        http = _d(_d(c.get(probe)).get("httpGet"))
+        if http.get("path") != path:
+            problems.append(f"{name}: {probe} must be an httpGet on {path}, got {http.get('path')!r}")
+    mounts = {
+        m["mountPath"]: m["name"]
+        for m in map(_d, _l(c.get("volumeMounts")))
+        if isinstance(m.get("mountPath"), str) and isinstance(m.get("name"), str)
+    }
+    volumes = {v.get("name") for v in map(_d, _l(pod.get("volumes"))) if isinstance(v.get("name"), str)}
+    for env in map(_d, _l(c.get("env"))):
+        if str(env.get("name", "")).endswith(LOG_DIR_ENV) and "value" in env:
+            log_dir = env.get("value")
+            if not isinstance(log_dir, str) or mounts.get(log_dir) not in volumes:
+                problems.append(
+                    f"{name}: {env.get('name')} is {log_dir!r}, but no pod volume is mounted there (the "
+                    "prediction log would be lost with the pod, or fill its /tmp)"
+                )
+    return problems
+
+
+def scrape_problems(where: str, template: dict[str, Any], ports: set[Any]) -> list[str]:
+    """Prometheus scrapes the pods (the canary analysis and monitoring read those metrics) on a declared port."""
+    notes = _d(_d(template.get("metadata")).get("annotations"))
+    problems = []
+    if notes.get("prometheus.io/scrape") != "true":
+        problems.append(
+            f"{where}: annotation prometheus.io/scrape is {notes.get('prometheus.io/scrape')!r}, not 'true'"
+        )
+    port = notes.get("prometheus.io/port")
+    if not isinstance(port, str) or not port.isdigit() or int(port) not in ports:
+        problems.append(f"{where}: annotation prometheus.io/port {port!r} is not a declared containerPort")
+    return problems
+
+
 def consistency(objects: list[dict[str, Any]]) -> list[str]:
     """Rules that span fields or objects (see the module docstring). Never raises on a malformed object: a field
     of the wrong type is skipped here and reported by :func:`schema_problems`."""
@@ -191,6 +280,9 @@ def consistency(objects: list[dict[str, Any]]) -> list[str]:
                         f"{name_of(dep)}: container {c.get('name')}: {probe} port {http.get('port')!r} is not a "
                         f"declared containerPort ({sorted(map(str, ports))})"
                     )
+            template = _d(_d(dep.get("spec")).get("template"))
+            problems += container_problems(name_of(dep), _d(template.get("spec")), c)
+        problems += scrape_problems(name_of(dep), _d(_d(dep.get("spec")).get("template")), ports)
         own = _d(_d(_d(dep.get("spec")).get("selector")).get("matchLabels"))
         labels = _pod_labels(dep)
         if not _selects(own, labels):

@@ -6,6 +6,7 @@ that staging serves."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -104,12 +105,31 @@ def expect(repo: Path, env: str, version: str, commit: str, champion: str, other
     assert len(stale) == 1 and "the desired state and the image disagree" in stale[0]
 
 
-def merged(repo: Path, message: str, stages: dict[str, str]) -> None:
-    """Commit (the pull request merged), then CD's registry sync: the registry's stages follow what was merged."""
+def propose(repo: Path, message: str) -> str:
+    """The working tree's change committed on a branch of its own (a pull request, not merged yet)."""
+    branch = "pr/" + re.sub(r"[^a-z0-9]+", "-", message.lower()).strip("-")
+    run(["git", "checkout", "-q", "-b", branch], repo)
     commit_all(repo, message)
+    return branch
+
+
+def merge(repo: Path, branch: str, stages: dict[str, str]) -> None:
+    """The pull request merged into main, then CD's registry sync: the registry's stages follow what was merged."""
+    run(["git", "checkout", "-q", "main"], repo)
+    run(["git", "merge", "-q", "--no-ff", "-m", f"Merge {branch}", branch], repo)
     deploy(repo, "sync-registry")
     for env, version in stages.items():
         assert stage_of(repo, env) == version
+
+
+def merged(repo: Path, message: str, stages: dict[str, str]) -> None:
+    merge(repo, propose(repo, message), stages)
+
+
+def previous(repo: Path, env: str) -> list[str]:
+    return yaml.safe_load((repo / f"services/k8s/{SYSTEM}/{env}/release.yaml").read_text())["spec"][
+        "previous"
+    ]
 
 
 def test_promote_to_staging_then_prod_and_roll_back(repo: dict[str, Any]) -> None:
@@ -120,18 +140,25 @@ def test_promote_to_staging_then_prod_and_roll_back(repo: dict[str, Any]) -> Non
     assert stage_of(path, "staging") is None  # the registry follows merges, not proposals
     expect(path, "staging", "v1.0.0", repo["v1"], c1, repo["v2"])
     early = deploy(path, "promote", "--system", SYSTEM, "--env", "prod", "--version", "v1.0.0", check=False)
-    assert early.returncode == 1 and "(unreleased, committed)" in early.stderr  # staging not merged yet
-    merged(path, "adult v1.0.0 to staging", {"staging": "v1.0.0"})
+    assert early.returncode == 1 and "which names unreleased" in early.stderr  # staging not even committed
+    branch = propose(path, "adult v1.0.0 to staging")
+    same = deploy(path, "promote", "--system", SYSTEM, "--env", "prod", "--version", "v1.0.0", check=False)
+    assert same.returncode == 1 and "Traceback" not in same.stderr  # one branch cannot carry staging and prod
+    assert "not what staging serves on main (" in same.stderr and "which names unreleased" in same.stderr
+    assert changed(path) == []
+    merge(path, branch, {"staging": "v1.0.0"})
     deploy(path, "promote", "--system", SYSTEM, "--env", "prod", "--version", "v1.0.0")
     expect(path, "prod", "v1.0.0", repo["v1"], c1, repo["v2"])
     merged(path, "adult v1.0.0 to prod", {"staging": "v1.0.0", "prod": "v1.0.0"})
 
     refused = deploy(path, "promote", "--system", SYSTEM, "--env", "prod", "--version", "v1.0.1", check=False)
-    assert refused.returncode == 1 and "(v1.0.0, committed)" in refused.stderr
+    assert refused.returncode == 1 and "which names v1.0.0" in refused.stderr
     assert changed(path) == []  # a refusal changes nothing
     deploy(path, "promote", "--system", SYSTEM, "--env", "staging", "--version", "v1.0.1")
     expect(path, "staging", "v1.0.1", repo["v2"], c2, repo["v1"])
     merged(path, "adult v1.0.1 to staging", {"staging": "v1.0.1", "prod": "v1.0.0"})
+    again = deploy(path, "promote", "--system", SYSTEM, "--env", "prod", "--version", "v1.0.0", check=False)
+    assert again.returncode == 1 and "adult prod already serves v1.0.0" in again.stderr  # staging moved on
     deploy(path, "promote", "--system", SYSTEM, "--env", "prod", "--version", "v1.0.1")
     expect(path, "prod", "v1.0.1", repo["v2"], c2, repo["v1"])
     merged(path, "adult v1.0.1 to prod", {"staging": "v1.0.1", "prod": "v1.0.1"})
@@ -151,9 +178,11 @@ def test_promote_to_staging_then_prod_and_roll_back(repo: dict[str, Any]) -> Non
     expect(path, "prod", "v1.0.0", repo["v1"], c1, repo["v2"])
     expect(path, "staging", "v1.0.1", repo["v2"], c2, repo["v1"])  # staging keeps what it tests
     merged(path, "roll back adult prod", {"staging": "v1.0.1", "prod": "v1.0.0"})
-    release = yaml.safe_load((path / f"services/k8s/{SYSTEM}/prod/release.yaml").read_text())["spec"]
-    assert release["previous"] == ["v1.0.1"]  # the rollback itself can be undone
+    assert previous(path, "prod") == ["v1.0.1"]  # the rollback itself can be undone
     assert release_problems(path) == []  # every desired state agrees with the registry
+    deploy(path, "promote", "--system", SYSTEM, "--env", "prod", "--version", "v1.0.1")
+    assert previous(path, "prod") == ["v1.0.0"]  # a version is listed once, never the one served
+    run(["git", "checkout", "-q", "--", "."], path)
 
 
 def release_problems(repo: Path) -> list[str]:
@@ -169,10 +198,13 @@ def test_a_desired_state_that_mixes_two_releases_is_caught(repo: dict[str, Any],
     doc = yaml.safe_load(target.read_text())
     assert doc["spec"]["version"] != "unreleased" and release_problems(path) == []
     other = repo["v2"] if doc["spec"]["commit"] == repo["v1"] else repo["v1"]
+    assert doc["spec"]["routing"] == "canary"  # what the package report says
     for key, value in [
         ("commit", other),
         ("image", "docker.io/evil/x:" + other[:12]),
         ("champion", "adult-hgb:0"),
+        ("routing", "shadow"),  # a hand edit of the routing
+        ("weight", "0.9"),  # or of the challenger's share
     ]:
         target.write_text(yaml.safe_dump({**doc, "spec": {**doc["spec"], key: value}}))
         found = release_problems(path)
@@ -195,6 +227,19 @@ def test_a_desired_state_must_be_of_its_folder(repo: dict[str, Any], tmp_path: P
         target.write_text(yaml.safe_dump(doc))
         proc = deploy(path, "status", check=False)
         assert proc.returncode == 1 and needle in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    text = yaml.safe_dump(original)
+    for content, needle in [
+        (b"\xff\xfe", "is not UTF-8 text"),
+        (text.replace("  weight:", "  weight: '0.5'\n  weight:").encode(), "duplicate key 'weight'"),
+        (None, "cannot be read"),  # a folder where the file goes
+    ]:
+        target.unlink() if target.is_file() else target.rmdir()
+        target.mkdir() if content is None else target.write_bytes(content)
+        proc = deploy(path, "status", check=False)
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+        assert f"services/k8s/{SYSTEM}/staging/release.yaml" in proc.stderr and needle in proc.stderr, (
+            proc.stderr
+        )
 
 
 def test_prod_refuses_unregistered_and_gate_failing_versions(repo: dict[str, Any], tmp_path: Path) -> None:
@@ -218,6 +263,10 @@ def test_prod_refuses_unregistered_and_gate_failing_versions(repo: dict[str, Any
     deploy(
         path, "promote", "--system", SYSTEM, "--env", "staging", "--version", "v1.0.2"
     )  # staging may test it
+    assert previous(path, "staging") == ["v1.0.1", "v1.0.0"]
+    deploy(path, "promote", "--system", SYSTEM, "--env", "staging", "--version", "v1.0.0")  # a change of mind
+    assert previous(path, "staging") == ["v1.0.1"]  # v1.0.2 was only proposed, never served: not recorded
+    deploy(path, "promote", "--system", SYSTEM, "--env", "staging", "--version", "v1.0.2")
     commit_all(path, "v1.0.2 to staging")
     before = (path / f"services/k8s/{SYSTEM}/prod/release.yaml").read_text()
     refused = deploy(path, "promote", "--system", SYSTEM, "--env", "prod", "--version", "v1.0.2", check=False)
@@ -229,16 +278,29 @@ def test_prod_refuses_unregistered_and_gate_failing_versions(repo: dict[str, Any
 
 def test_cd_opens_one_branch_per_new_version(repo: dict[str, Any], tmp_path: Path) -> None:
     path = Path(shutil.copytree(repo["path"], tmp_path / "repo", symlinks=True))
-    run(["git", "checkout", "-q", "-b", "main-copy", repo["v2"]], path)  # the merge that registered v1.0.1
+    v2 = repo["v2"]
     tags = run(["git", "tag", "--list"], path).stdout
-    out = deploy(path, "release-prs", "--dry-run").stdout
-    assert f"would run: git push origin deploy/{SYSTEM}/v1.0.1" in out and "would run: gh pr create" in out
-    files = run(["git", "show", "--name-only", "--format=", f"deploy/{SYSTEM}/v1.0.1"], path).stdout.split()
-    assert files == [f"services/k8s/{SYSTEM}/staging/release.yaml"]
-    shown = run(["git", "show", f"deploy/{SYSTEM}/v1.0.1:services/k8s/{SYSTEM}/staging/release.yaml"], path)
-    assert "version: v1.0.1" in shown.stdout
+    for start in ("--detach", "main-copy"):  # CD checks out a commit; a person runs it on a branch
+        run(
+            ["git", "checkout", "-q", *(["--detach", v2] if start == "--detach" else ["-b", start, v2])], path
+        )
+        out = deploy(path, "release-prs", "--dry-run").stdout
+        assert (
+            f"would run: git push origin deploy/{SYSTEM}/v1.0.1" in out and "would run: gh pr create" in out
+        )
+        assert out.count("diff --git") == 1 and f"b/services/k8s/{SYSTEM}/staging/release.yaml" in out
+        assert "+  version: v1.0.1" in out  # the commit it would push, shown
+        assert run(["git", "rev-parse", "HEAD"], path).stdout.strip() == v2  # HEAD put back as it was
+        branch = run(["git", "symbolic-ref", "-q", "--short", "HEAD"], path, check=False).stdout.strip()
+        assert branch == ("" if start == "--detach" else start)
+        assert run(["git", "branch", "--list", "deploy/*"], path).stdout == ""  # a dry run leaves no branch
+        assert run(["git", "status", "--porcelain", "--untracked-files=no"], path).stdout == ""
     assert run(["git", "tag", "--list"], path).stdout == tags  # a promotion assigns no stage: merges do
-    again = deploy(path, "release-prs", "--dry-run", check=False)
-    assert again.returncode == 1 and "exists already" in again.stderr
+    run(["git", "branch", f"deploy/{SYSTEM}/v1.0.1", v2], path)  # its pull request was opened before
+    again = deploy(path, "release-prs", "--dry-run")
+    assert (
+        f"deploy/{SYSTEM}/v1.0.1 exists already" in again.stdout and "would run: git push" not in again.stdout
+    )
     images = deploy(path, "images", "--dry-run").stdout
-    assert "containerize adult:" in images and f"/{SYSTEM}:{repo['v2'][:12]}" in images
+    assert "containerize adult:" in images and f"/{SYSTEM}:{v2[:12]}" in images
+    assert not (path / "var/deploy/images.json").exists()  # nothing was pushed

@@ -87,7 +87,7 @@ def test_committed_manifests_are_what_conf_renders(tmp_path: Path) -> None:
     run(["python", "-m", "pipelines.deploy", "manifests", "--check"], repo)
     (repo / "services/k8s/hmda/base/extra.yaml").write_text("kind: ConfigMap\n")
     orphan = run(["python", "-m", "pipelines.deploy", "manifests", "--check"], repo, check=False)
-    assert orphan.returncode == 1 and "extra.yaml (no configured system" in orphan.stderr
+    assert orphan.returncode == 1 and "git rm services/k8s/hmda/base/extra.yaml" in orphan.stderr
 
 
 def test_a_bad_deploy_config_names_the_key(tmp_path: Path) -> None:
@@ -186,6 +186,27 @@ def _hpa_range(o: list[dict[str, Any]]) -> None:
     first(o, "HorizontalPodAutoscaler")["spec"]["minReplicas"] = 20
 
 
+def _request_above_limit(o: list[dict[str, Any]]) -> None:
+    container(o)["resources"]["requests"]["memory"] = "3Gi"  # the limit is 2Gi
+
+
+def _scrape_off(o: list[dict[str, Any]]) -> None:
+    first(o, "Deployment")["spec"]["template"]["metadata"]["annotations"]["prometheus.io/scrape"] = "false"
+
+
+def _log_not_mounted(o: list[dict[str, Any]]) -> None:
+    mounts = container(o)["volumeMounts"]
+    container(o)["volumeMounts"] = [m for m in mounts if m["name"] != "prediction-log"]
+
+
+def _readiness_on_livez(o: list[dict[str, Any]]) -> None:
+    container(o)["readinessProbe"]["httpGet"]["path"] = "/livez"
+
+
+def _liveness_on_readyz(o: list[dict[str, Any]]) -> None:
+    container(o)["livenessProbe"]["httpGet"]["path"] = "/readyz"
+
+
 BROKEN: dict[str, tuple[Mutation, str]] = {  # case: (what breaks it, what the rejection names)
     "no probes": (_no_probes, "CKV_K8S_8"),  # liveness probe
     "root user": (_root, "CKV_K8S_23"),  # admission of root containers
@@ -202,6 +223,17 @@ BROKEN: dict[str, tuple[Mutation, str]] = {  # case: (what breaks it, what the r
     "host network": (_host_network, "CKV_K8S_19"),
     "typo in the canary": (_rollout_typo, "stepz"),
     "replica range upside down": (_hpa_range, "minReplicas 20 > maxReplicas"),
+    "memory request above its limit": (
+        _request_above_limit,
+        "resources.requests.memory '3Gi' is above limits",
+    ),
+    "Prometheus scrape turned off": (_scrape_off, "prometheus.io/scrape is 'false', not 'true'"),
+    "prediction log not on its volume": (
+        _log_not_mounted,
+        "ADULT_PREDICTION_LOG_DIR is '/var/log/predictions'",
+    ),
+    "readiness probe on /livez": (_readiness_on_livez, "readinessProbe must be an httpGet on /readyz"),
+    "liveness probe on /readyz": (_liveness_on_readyz, "livenessProbe must be an httpGet on /livez"),
 }
 
 
@@ -276,6 +308,16 @@ def test_the_checks_never_crash_on_a_malformed_object(
     assert isinstance(k8s_policy.consistency(broken), list)
     core = [o for o in broken if isinstance(o, dict) and o.get("apiVersion") != "argoproj.io/v1alpha1"]
     assert isinstance(k8s_policy.schema_problems(core), list)  # Argo objects: check-jsonschema, a subprocess
+
+
+def test_a_canary_without_traffic_is_not_judged_failed(prod: list[dict[str, Any]]) -> None:
+    """0/0 is NaN, which fails every condition: each query keeps its value only while the canary had requests
+    (``> 0``) and falls back to a passing one (``or vector(...)``) in a quiet window."""
+    metrics = first(prod, "AnalysisTemplate")["spec"]["metrics"]
+    assert [m["name"] for m in metrics] == ["success-rate", "p99-latency"]
+    for metric, fallback in zip(metrics, ("or vector(1)", "or vector(0)"), strict=True):
+        query = " ".join(metric["provider"]["prometheus"]["query"].split())
+        assert query.endswith(fallback) and "[2m])) > 0)" in query, query
 
 
 def test_the_clean_overlay_is_clean_before_breaking(prod: list[dict[str, Any]]) -> None:

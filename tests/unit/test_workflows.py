@@ -87,6 +87,8 @@ def test_every_run_step_is_a_make_target_or_a_script_without_expressions(workflo
         assert "${{" not in script, f"{job}: an expression inside run: (pass it through env:)"
         command = script.strip()
         assert "\n" not in command, f"{job}: one command per step, got {command!r}"
+        # make expands $(...) in a variable given on its command line: values go through the environment
+        assert not re.search(r"\b[A-Z_]+=\"?\$", command), f"{job}: pass {command!r}'s values through env:"
         if command.startswith("make "):
             words = [w for w in command.split()[1:] if not w.startswith("-") and "=" not in w]
             assert words and all(w in TARGETS for w in words[:1]), f"{job}: {command}"
@@ -109,6 +111,35 @@ def test_the_pipeline_and_cd_steps_cover_the_gitops_loop() -> None:
         assert target in ci, target
     for target in ("make pipeline", "make register", "make registry-sync", "make images", "make release-prs"):
         assert target in cd, target
+
+
+def test_cd_publishes_a_version_only_with_its_image() -> None:
+    """Register (local), log in, build and push the images, then push the registrations: a failure before the last
+    publishes nothing. The token reaches docker login through the environment; only the release job may write
+    packages."""
+    cd = steps(ROOT / ".github/workflows/cd.yml")
+    runs = [str(s.get("run", "")) for _, s in cd]
+    order = [
+        "make register",
+        "make registry-login",
+        "make images",
+        "make register PUSH=1",
+        "make release-prs",
+    ]
+    assert [runs.index(r) for r in order] == sorted(runs.index(r) for r in order), runs
+    login = next(s for _, s in cd if s.get("run") == "make registry-login")
+    assert login["env"]["GH_TOKEN"] == "${{ github.token }}"
+    jobs = load(ROOT / ".github/workflows/cd.yml")["jobs"]
+    assert [n for n, j in jobs.items() if (j.get("permissions") or {}).get("packages") == "write"] == [
+        "release"
+    ]
+    assert "registry-login:" in MAKEFILE and "--password-stdin" in (ROOT / "pipelines/deploy.py").read_text()
+
+
+def test_only_pull_requests_cancel_their_running_checks() -> None:
+    ci = load(ROOT / ".github/workflows/ci.yml")
+    assert ci["concurrency"]["cancel-in-progress"] == "${{ github.event_name == 'pull_request' }}"
+    assert load(ROOT / ".github/workflows/cd.yml")["concurrency"]["cancel-in-progress"] == "false"
 
 
 def test_caches_for_pip_and_dvc() -> None:
