@@ -92,7 +92,7 @@ class ServingConfig(Section):
 
     @model_validator(mode="after")
     def _batch_fits(self) -> ServingConfig:
-        if self.batching.max_batch_size < self.input.max_batch_records:
+        if self.batching.adaptive and self.batching.max_batch_size < self.input.max_batch_records:
             raise ValueError(
                 f"batching.max_batch_size ({self.batching.max_batch_size}) is smaller than "
                 f"input.max_batch_records ({self.input.max_batch_records}): BentoML would shed the largest "

@@ -1,8 +1,8 @@
 """The BentoML service of every tabular system, driven by the system's serving spec: the champion answers, the challenger takes a canary share or
 a shadow copy, every answer names the model version, and bad input is a 400 with field-level errors.
 
-Endpoints: POST /predict (one record), POST /predict_batch (a list of records; adaptive batching merges
-concurrent requests), GET /livez, /readyz (ready only when every model loaded and matched its sha256),
+Endpoints: POST /predict (one record), POST /predict_batch (a list of records; with serving.batching.adaptive,
+BentoML merges concurrent requests), GET /livez, /readyz (ready only when every model loaded and matched its sha256),
 /metrics (Prometheus). Configuration: the serving spec written by the `package` stage (services/tabular/spec.py); metric and
 environment variable names start with the spec's system (``<system>_predictions_total``, ``<SYSTEM>_PREDICTION_LOG_DIR``).
 
@@ -368,7 +368,7 @@ class ModelService:
 
     @bentoml.api(
         input_spec=BatchInput,
-        batchable=True,
+        batchable=SPEC.batching.adaptive,  # serving.batching.adaptive: BentoML merges concurrent requests
         max_batch_size=SPEC.batching.max_batch_size,
         max_latency_ms=SPEC.batching.max_latency_ms,
     )

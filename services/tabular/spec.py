@@ -65,6 +65,7 @@ class InputPolicy(Strict):
 
 
 class Batching(Strict):
+    adaptive: bool = False  # BentoML merges concurrent /predict_batch requests (waits up to max_latency_ms)
     max_batch_size: int = Field(ge=1)
     max_latency_ms: int = Field(ge=1)
 

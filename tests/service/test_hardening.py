@@ -194,7 +194,7 @@ def test_batching_overload_is_a_503_with_retry_after(serve: Any, rows: list) -> 
     # a 1 ms batching window cannot hold many large batches: BentoML's dispatcher sheds with 503
     server = serve(
         {
-            "batching": {"max_latency_ms": 1},
+            "batching": {"adaptive": True, "max_latency_ms": 1},
             "input": {"max_batch_records": 1000},
             "overload": {"max_in_flight": 1000},
         }

@@ -55,7 +55,11 @@ CASES = [
     ("serving.workers", "2", ["serving.workers", "'2' is text, not a number: remove the quotes"]),
     ("serving.workers", True, ["serving.workers", "a boolean is not a number"]),
     ("serving.port", 70000, ["serving.port", "70000"]),
-    ("serving.batching.max_batch_size", 10, ["max_batch_size (10) is smaller than input.max_batch_records"]),
+    (
+        "serving.batching",
+        {"adaptive": True, "max_batch_size": 10, "max_latency_ms": 1000},
+        ["max_batch_size (10) is smaller than input.max_batch_records"],
+    ),
     ("serving.prediction_log.fields", ["request_id", "ssn"], ["serving.prediction_log.fields.1", "'ssn'"]),
     (
         "serving.prediction_log.feature_fields",
