@@ -227,13 +227,14 @@ def test_unknown_category_policy_maps_to_missing(serve: Any, rows: list) -> None
 def test_workers_hold_the_fast_paths_only_and_answer_as_the_reference_does(
     serve: Any, rows: list, packaged: tuple
 ) -> None:
-    """Both models loaded (one is the Lightning network): no torch, pandas or scikit-learn in a worker,
-    and every answer, the challenger's included, is the reference pipeline's score within 1e-9."""
+    """Both models loaded: no torch, pandas or scikit-learn in a worker, and every answer, the challenger's
+    included, is the reference pipeline's score within 1e-9. (The network's fast path needs no torch either:
+    tests/unit/test_fastpath.py loads it in a fresh process; the benchmark serves it as Adult's challenger.)"""
     import psutil
 
     home, spec, _ = packaged
     roles = ("champion", "challenger")
-    assert spec["challenger"] and "TabularMLP" in {spec[r]["fast_path"]["info"]["model"] for r in roles}
+    assert spec["challenger"] and all(spec[r]["fast_path"]["files"] for r in roles)
     server = serve({"routing": {"mode": "canary", "challenger_weight": 0.5}})
     answers = server.client.post("/predict_batch", json={"records": rows[:300]}).json()
     assert {a["role"] for a in answers} == {"champion", "challenger"}
