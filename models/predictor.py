@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from models.calibration import ScoreCalibrator
+from models.checksums import sha256_file
 from models.features import FeatureSpec
 
 if TYPE_CHECKING:  # torch and Lightning load only when a torch artifact is used (about 3 s and 300 MiB)
@@ -27,16 +28,6 @@ MANIFEST = "predictor.json"
 
 class ArtifactError(Exception):
     """An artifact is missing, incomplete or altered."""
-
-
-def sha256_file(path: Path) -> str:
-    import hashlib
-
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class Predictor(ABC):

@@ -76,27 +76,23 @@ class Revision:
 
     def json(self, path: str) -> dict[str, Any] | None:
         """A JSON object, None when the file does not exist; :class:`Unreadable` for anything else."""
+        return self._mapping(path, json.loads, "JSON", json.JSONDecodeError)
+
+    def params(self) -> dict[str, Any]:
+        return self._mapping("params.yaml", yaml.safe_load, "YAML", yaml.YAMLError) or {}
+
+    def _mapping(
+        self, path: str, parse: Any, kind: str, errors: type[Exception] | tuple[type[Exception], ...]
+    ) -> dict[str, Any] | None:
         text = self.text(path)
         if text is None:
             return None
         try:
-            data = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise Unreadable(f"{path} at {self.label}: not valid JSON: {err}") from None
+            data = parse(text)
+        except errors as err:
+            raise Unreadable(f"{path} at {self.label}: not valid {kind}: {err}") from None
         if not isinstance(data, dict):
-            raise Unreadable(f"{path} at {self.label}: a JSON {type(data).__name__}, expected an object")
-        return data
-
-    def params(self) -> dict[str, Any]:
-        text = self.text("params.yaml")
-        if text is None:
-            return {}
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as err:
-            raise Unreadable(f"params.yaml at {self.label}: not valid YAML: {err}") from None
-        if not isinstance(data, dict):
-            raise Unreadable(f"params.yaml at {self.label}: expected a mapping")
+            raise Unreadable(f"{path} at {self.label}: a {kind} {type(data).__name__}, expected an object")
         return data
 
 

@@ -14,7 +14,6 @@ alone runs in a thread pool, under its timeout; each request's predictions are l
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import os
 import random
@@ -32,6 +31,7 @@ import bentoml
 import numpy as np
 from bentoml.exceptions import ServiceUnavailable
 
+from models.checksums import sha256_file
 from models.fastpath import FastPathError, FastScorer
 from services.tabular import runtime, schema
 from services.tabular.guard import RequestGuard
@@ -110,14 +110,6 @@ LOG_HEALTHY = bentoml.metrics.Gauge(
 
 class ChallengerFault(RuntimeError):
     """Raised by fault injection (routing.fault_injection) to exercise the fallback."""
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def verify(ref: ModelRef, folder: Path) -> None:
