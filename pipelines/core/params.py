@@ -69,10 +69,12 @@ class InputConfig(Section):
 
 
 class Http(Section):
-    """BentoML's per-request access log and OpenTelemetry spans (``serving.http``)."""
+    """BentoML's per-request access log and OpenTelemetry spans, and whether the request guard answers the
+    prediction endpoints itself, past BentoML's router and IO descriptors (``serving.http``)."""
 
     access_log: bool
     tracing: bool
+    direct: bool
 
 
 class ServingConfig(Section):

@@ -14,21 +14,37 @@ Every 503 or 429 leaving the endpoints (BentoML's adaptive batching sheds with 5
 latency budget, and a worker that is not ready answers 503) gets a ``Retry-After`` header and is counted
 (``on_shed("unavailable")``). Error bodies have BentoML's
 shape: ``{"error": "..."}``.
+
+With a ``direct`` handler (services/tabular/endpoints.py) the guard answers the paths that handler serves itself,
+from the body it has already read, instead of passing them on: a handler's ``RequestRejected`` is answered as the
+guard's own, an exception of the ``unavailable`` types is the 503 above, and any other is BentoML's 500.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from typing import Any, Protocol
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+logger = logging.getLogger("bentoml.service")
 MAX_DEPTH = 32  # a record is one level deep, a batch two; 32 leaves room and stops pathological nesting
+
+
+class DirectAnswer(Protocol):
+    status: int
+    body: bytes
+    headers: Any  # a sequence of (name, value) byte pairs
+
+
+Direct = Callable[[str, bytes, dict[str, str]], Awaitable[DirectAnswer]]
+UNEXPECTED = b'{"error":"An unexpected error has occurred, please check the server log."}'  # BentoML's 500
 
 
 class RequestRejected(Exception):
@@ -91,6 +107,9 @@ class RequestGuard:
         on_reject: Callable[[int], None] = lambda status: None,
         explain_503: Callable[[], str | None] = lambda: None,
         body_timeout_s: float = 10.0,
+        direct: Direct | None = None,
+        direct_paths: frozenset[str] = frozenset(),
+        unavailable: tuple[type[BaseException], ...] = (),
     ) -> None:
         self.app = app
         self.paths = paths
@@ -102,6 +121,9 @@ class RequestGuard:
         self.explain_503 = explain_503
         self.body_timeout_s = body_timeout_s
         self.in_flight = 0
+        self.direct = direct
+        self.direct_paths = direct_paths if direct is not None else frozenset()
+        self.unavailable = unavailable
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -110,8 +132,9 @@ class RequestGuard:
         if scope["path"] not in self.paths:
             await self.app(scope, receive, self.passthrough(send))
             return
+        path = scope["path"]
         try:
-            body = await self.admit(scope, receive)
+            headers, body = await self.admit(scope, receive, check=path not in self.direct_paths)
         except RequestRejected as rejected:
             self.on_reject(rejected.status)
             await self.respond(send, rejected.status, rejected.message)
@@ -123,13 +146,42 @@ class RequestGuard:
             return
         self.in_flight += 1
         try:
-            await self.app(scope, self.replay(body, receive), self.explained(send))
+            if path in self.direct_paths:
+                await self.answer(path, headers, body, send)
+            else:
+                await self.app(scope, self.replay(body, receive), self.explained(send))
         finally:
             self.in_flight -= 1
 
-    async def admit(self, scope: Scope, receive: Receive) -> bytes:
-        """The request's form: method, content type, declared size, then the body itself, read within
-        ``body_timeout_s`` (a client that stops sending gets 408 instead of holding the connection)."""
+    async def answer(self, path: str, headers: dict[str, str], body: bytes, send: Send) -> None:
+        """The direct handler's answer to an admitted request (see the module docstring)."""
+        assert self.direct is not None
+        try:
+            answer = await self.direct(path, body, headers)
+        except RequestRejected as rejected:
+            self.on_reject(rejected.status)
+            await self.respond(send, rejected.status, rejected.message)
+            return
+        except self.unavailable:
+            self.on_shed("unavailable")
+            reason = self.explain_503() or "unavailable"
+            await self.respond(send, 503, f"{reason}; retry later")
+            return
+        except (
+            Exception
+        ):  # a fault of the service, not of the request: BentoML's 500, logged with its traceback
+            logger.exception("%s failed", path)
+            await self.send_json(send, 500, UNEXPECTED)
+            return
+        if answer.status == 400:
+            self.on_reject(400)
+        await self.send_json(send, answer.status, answer.body, answer.headers)
+
+    async def admit(self, scope: Scope, receive: Receive, check: bool = True) -> tuple[dict[str, str], bytes]:
+        """The request's headers and body, after its form: method, content type, declared size, then the body
+        itself, read within ``body_timeout_s`` (a client that stops sending gets 408 instead of holding the
+        connection), and, with ``check``, the body as JSON (:func:`check_body`; a direct handler checks it only
+        when its own parse fails, which costs nothing on a good request)."""
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
         if scope.get("method") != "POST":
             raise RequestRejected(
@@ -141,11 +193,13 @@ class RequestGuard:
         if declared.isdigit() and int(declared) > self.max_body_bytes:
             raise RequestRejected(413, f"the body has {declared} bytes; the limit is {self.max_body_bytes}")
         try:
-            body = await asyncio.wait_for(self.read(receive), self.body_timeout_s)
+            async with asyncio.timeout(self.body_timeout_s):  # a timer, not a task as wait_for makes one
+                body = await self.read(receive)
         except TimeoutError:
             raise RequestRejected(408, f"the body did not arrive within {self.body_timeout_s:g} s") from None
-        check_body(body)
-        return body
+        if check:
+            check_body(body)
+        return headers, body
 
     @staticmethod
     def replay(body: bytes, receive: Receive) -> Receive:
@@ -221,6 +275,16 @@ class RequestGuard:
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(chunks)
+
+    @staticmethod
+    async def send_json(send: Send, status: int, body: bytes, extra: Any = ()) -> None:
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            *extra,
+        ]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
 
     async def respond(self, send: Send, status: int, message: str) -> None:
         body = json.dumps({"error": message}).encode()

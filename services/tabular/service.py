@@ -14,6 +14,7 @@ alone runs in a thread pool, under its timeout; each request's predictions are l
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import random
@@ -34,6 +35,7 @@ from bentoml.exceptions import ServiceUnavailable
 from models.checksums import sha256_file
 from models.fastpath import FastPathError, FastScorer
 from services.tabular import runtime, schema
+from services.tabular.endpoints import DirectEndpoints
 from services.tabular.guard import RequestGuard
 from services.tabular.predlog import PredictionLogger
 from services.tabular.routing import Role, Router
@@ -108,6 +110,12 @@ LOG_HEALTHY = bentoml.metrics.Gauge(
 )
 
 
+@functools.cache
+def _child(metric: Any, *labels: str) -> Any:
+    """``metric.labels(*labels)``, looked up once (prometheus_client's lookup costs 2 us; the labels are bounded)."""
+    return metric.labels(*labels)
+
+
 class ChallengerFault(RuntimeError):
     """Raised by fault injection (routing.fault_injection) to exercise the fallback."""
 
@@ -168,6 +176,7 @@ class ModelService:
         instance = os.environ.get(SPEC.env("SERVICE_INSTANCE")) or socket.gethostname()
         self.log = PredictionLogger(log_cfg, worker, runtime.safe_name(instance))
         LOG_HEALTHY.set(1 if self.log.healthy else 0)
+        self._log_ok = self.log.healthy
         if not self.log.healthy:
             logger.error("prediction log %s cannot be written: %s", self.log.path, self.log.last_error)
         logger.info("native thread pools: %s", self.pools)
@@ -193,8 +202,10 @@ class ModelService:
         return True
 
     def _log_result(self, ok: bool, lines: int = 1) -> None:
-        LOG_WRITES.labels(outcome="ok" if ok else "failed").inc(lines)
-        LOG_HEALTHY.set(1 if ok else 0)
+        _child(LOG_WRITES, "ok" if ok else "failed").inc(lines)
+        if ok is not self._log_ok:  # the gauge moves on a change only: one metric write less per request
+            self._log_ok = ok
+            LOG_HEALTHY.set(1 if ok else 0)
 
     # -- scoring ---------------------------------------------------------------------------------------------
 
@@ -202,8 +213,8 @@ class ModelService:
         ref = self.refs[role]
         start = time.perf_counter()
         scores = self.models[role].score_records(rows)
-        MODEL_LATENCY.labels(model=ref.name, version=ref.version).observe(time.perf_counter() - start)
-        MODEL_REQUESTS.labels(model=ref.name, version=ref.version, role=role).inc()
+        _child(MODEL_LATENCY, ref.name, ref.version).observe(time.perf_counter() - start)
+        _child(MODEL_REQUESTS, ref.name, ref.version, role).inc()
         return scores
 
     def _challenger(self, rows: list[dict[str, Any]]) -> np.ndarray:
@@ -219,6 +230,8 @@ class ModelService:
         """Scores per row, the role that answered and the fallback reason (None when the routed model answered)."""
         roles = list(roles)
         fallback: list[str | None] = [None] * len(roles)
+        if "challenger" not in roles:  # the common case, without the bookkeeping below
+            return self._call("champion", records), roles, fallback
         scores = np.empty(len(roles))
         wanted = np.array([r == "challenger" for r in roles])
         if wanted.any():
@@ -270,28 +283,43 @@ class ModelService:
         fallback: list[str | None],
         features: list[dict[str, Any]],
         shadow: bool = False,
-    ) -> list[schema.Prediction]:
-        """Log the request's predictions (one write), count them, and build the answers."""
+    ) -> list[dict[str, Any]]:
+        """Log the request's predictions (one write), count them, and build the answers: one dict per row with
+        the fields of :class:`~services.tabular.schema.Prediction`, in its order."""
         now = datetime.now(UTC).isoformat(timespec="milliseconds")
-        decisions = [int(s >= SPEC.decision_threshold) for s in scores.tolist()]
-        entries = [
-            {
-                "request_id": rid,
-                "time": now,
-                "model": self.refs[role].name,
-                "version": self.refs[role].version,
-                "role": role,
-                "shadow": shadow,
-                "score": round(score, 6),
-                "decision": decision,
-                "latency_ms": round(ms, 3),
-                "fallback": fb,
-                "features": feats,
-            }
-            for rid, role, score, decision, fb, feats in zip(
-                ids, roles, scores.tolist(), decisions, fallback, features, strict=True
+        threshold = SPEC.decision_threshold
+        latency = round(ms, 3)
+        answers, entries = [], []
+        for rid, role, score, fb, feats in zip(ids, roles, scores.tolist(), fallback, features, strict=True):
+            ref, decision = self.refs[role], int(score >= threshold)
+            answers.append(
+                {
+                    "request_id": rid,
+                    "score": score,
+                    "decision": decision,
+                    "label": self.labels[decision],
+                    "threshold": threshold,
+                    "model": ref.name,
+                    "version": ref.version,
+                    "role": role,
+                    "fallback": fb,
+                }
             )
-        ]
+            entries.append(
+                {
+                    "request_id": rid,
+                    "time": now,
+                    "model": ref.name,
+                    "version": ref.version,
+                    "role": role,
+                    "shadow": shadow,
+                    "score": round(score, 6),
+                    "decision": decision,
+                    "latency_ms": latency,
+                    "fallback": fb,
+                    "features": feats,
+                }
+            )
         logged = self.log.write_many(entries)
         if self.log.cfg.enabled:
             self._log_result(logged, len(entries))
@@ -301,27 +329,16 @@ class ModelService:
             )
         if shadow:
             return []
-        for (role, decision), n in Counter(zip(roles, decisions, strict=True)).items():
-            ref = self.refs[role]  # counted once the answers are certain (fail_closed may refuse them above)
-            PREDICTIONS.labels(model=ref.name, version=ref.version, role=role, decision=str(decision)).inc(n)
-        return [
-            schema.Prediction(
-                request_id=e["request_id"],
-                score=score,
-                decision=e["decision"],
-                label=self.labels[e["decision"]],
-                threshold=SPEC.decision_threshold,
-                model=e["model"],
-                version=e["version"],
-                role=e["role"],
-                fallback=e["fallback"],
-            )
-            for e, score in zip(entries, scores.tolist(), strict=True)
-        ]
+        counts = Counter((a["role"], a["decision"]) for a in answers)
+        for (role, decision), n in counts.items():  # counted once the answers are certain (fail_closed above)
+            ref = self.refs[role]
+            _child(PREDICTIONS, ref.name, ref.version, role, str(decision)).inc(n)
+        return answers
 
     async def _predict(
         self, rows: list[dict[str, Any]], keys: list[str | None], ids: list[str]
-    ) -> list[schema.Prediction]:
+    ) -> list[dict[str, Any]]:
+        """The answers to ``rows`` (see :meth:`_answer`); raises ServiceUnavailable when this worker cannot."""
         if not self.__is_ready__():
             raise ServiceUnavailable("model not ready: " + "; ".join(self.problems))
         self._count_unknown()
@@ -354,9 +371,9 @@ class ModelService:
         """Score one record. `key` makes routing sticky; the response names the model version that answered."""
         rid = runtime.request_id(ctx.request.headers.get("x-request-id"))
         [answer] = await self._predict([record.model_dump()], [key], [rid])  # type: ignore[attr-defined]
-        ctx.response.headers["X-Model-Version"] = answer.version
+        ctx.response.headers["X-Model-Version"] = answer["version"]
         ctx.response.headers["X-Request-ID"] = rid
-        return answer
+        return schema.Prediction.model_construct(**answer)  # built from checked values: no second validation
 
     @bentoml.api(
         input_spec=BatchInput,
@@ -368,7 +385,8 @@ class ModelService:
         """Score a list of records (at most input.max_batch_records per request); each may carry a routing_key."""
         rows = [r.model_dump() for r in records]  # type: ignore[attr-defined]
         keys = [row.pop("routing_key") for row in rows]
-        return await self._predict(rows, keys, [uuid.uuid4().hex for _ in rows])
+        answers = await self._predict(rows, keys, [uuid.uuid4().hex for _ in rows])
+        return [schema.Prediction.model_construct(**a) for a in answers]
 
 
 INSTANCE: list[ModelService] = []
@@ -386,14 +404,33 @@ def _rejected(status: int) -> None:
     REJECTED.labels(status=str(status)).inc()
 
 
-ModelService.add_asgi_middleware(  # type: ignore[attr-defined]
-    RequestGuard,
-    paths=frozenset({"/predict", "/predict_batch"}),
-    max_in_flight=SPEC.overload.max_in_flight,
-    retry_after_s=SPEC.overload.retry_after_s,
-    max_body_bytes=SPEC.overload.max_body_bytes,
-    on_shed=_shed,
-    on_reject=_rejected,
-    explain_503=_explain_503,
-    body_timeout_s=SPEC.overload.body_timeout_s,
+def _scoring() -> Any:
+    if not INSTANCE:
+        raise ServiceUnavailable("the service is starting")
+    return INSTANCE[-1]._predict
+
+
+DIRECT = DirectEndpoints(  # serving.http.direct: the guard answers these paths itself (endpoints.py)
+    PredictInput,
+    BatchInput,
+    _scoring,
+    runtime.request_id,
+    lambda: uuid.uuid4().hex,
+    server=f"BentoML Service/{SPEC.service_name}",
+    batch=not SPEC.batching.adaptive,  # adaptive batching needs BentoML's dispatcher
 )
+
+GUARD: dict[str, Any] = {  # the request guard's settings (services/tabular/guard.py)
+    "paths": frozenset({"/predict", "/predict_batch"}),
+    "max_in_flight": SPEC.overload.max_in_flight,
+    "retry_after_s": SPEC.overload.retry_after_s,
+    "max_body_bytes": SPEC.overload.max_body_bytes,
+    "on_shed": _shed,
+    "on_reject": _rejected,
+    "explain_503": _explain_503,
+    "body_timeout_s": SPEC.overload.body_timeout_s,
+    "direct": DIRECT if SPEC.http.direct else None,
+    "direct_paths": DIRECT.paths,
+    "unavailable": (ServiceUnavailable,),
+}
+ModelService.add_asgi_middleware(RequestGuard, **GUARD)  # type: ignore[attr-defined]

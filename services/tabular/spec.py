@@ -110,6 +110,7 @@ class Overload(Strict):
 class Http(Strict):
     access_log: bool = False  # BentoML's access log (the prediction log already keeps every answer)
     tracing: bool = False  # BentoML's OpenTelemetry span per request
+    direct: bool = True  # the guard answers the prediction endpoints itself (services/tabular/endpoints.py)
 
 
 class ServingSpec(Strict):

@@ -444,3 +444,92 @@ def test_a_slow_body_gets_408_and_holds_no_slot(serve: Any, rows: list) -> None:
     finally:
         for s in stalled:
             s.close()
+
+
+# -- the direct endpoints answer as BentoML's own path does -----------------------------------------------------
+
+
+def comparable(response: httpx.Response) -> tuple[int, Any, str | None]:
+    """Status, body (request ids the service drew itself removed) and model version of an answer."""
+    try:
+        body: Any = response.json()
+    except ValueError:
+        body = response.text
+    if response.status_code == 200 and isinstance(body, list):
+        body = [{k: v for k, v in answer.items() if k != "request_id"} for answer in body]
+    return response.status_code, body, response.headers.get("x-model-version")
+
+
+def test_direct_endpoints_answer_as_bentoml_does(
+    serve: Any, plain: Server, rows: list, packaged: tuple
+) -> None:
+    """serving.http.direct (the default) answers in the request guard; with it off, BentoML's router and IO
+    descriptors answer. Both must give the same status, body and headers for every kind of request."""
+    spec = packaged[1]
+    through_bentoml = serve({**CHAMPION_ONLY, "http": {"direct": False}})
+    number = numeric_fields(spec)[0]
+    category = next(f for f in spec["input"]["fields"] if f["type"] == "category")["name"]
+    nullable = next((f["name"] for f in spec["input"]["fields"] if f["nullable"]), number)
+    one = rows[0]
+    bodies: list[Any] = [
+        {"record": one},
+        {"record": one, "key": "user-1"},
+        {"record": {**one, nullable: None}},
+        {"record": {**one, number: 40.0}},
+        {"record": {**one, number: "40"}},
+        {"record": {**one, number: True}},
+        {"record": {**one, number: 10**30}},
+        {"record": {**one, category: "no such category"}},
+        {"record": {**one, category: 7}},
+        {"record": {**one, "unexpected": 1}},
+        {"record": {k: v for k, v in one.items() if k != number}},
+        {"record": one, "key": ""},
+        {"record": one, "key": 5},
+        {"record": one, "extra": 1},
+        {"records": rows[:3]},
+        {"record": []},
+        {},
+    ]
+    batches: list[Any] = [
+        {"records": rows[:5]},
+        {"records": [{**rows[1], "routing_key": "k"}, rows[2]]},
+        {"records": []},
+        {"records": rows[:51]},  # over input.max_batch_records (50)
+        {"records": [{**rows[1], "routing_key": "x" * 257}]},
+        {"records": [rows[1], {**rows[2], number: None}]},
+        {"record": one},
+    ]
+    raw = [b'{"record": {"age": NaN}}', b'{"record": {"age": 1e999}}', b"{", b"[]", b"\xff", b"", b'{"a": 1}']
+    cases = [("/predict", json.dumps(b).encode()) for b in bodies]
+    cases += [("/predict_batch", json.dumps(b).encode()) for b in batches]
+    cases += [(path, body) for path in ("/predict", "/predict_batch") for body in raw]
+    headers = {"content-type": "application/json", "x-request-id": "same-id-for-both"}
+    counted = {
+        "rejected": ("adult_rejected_requests_total", {"status": "400"}),
+        "predictions": ("adult_predictions_total", {}),
+        "requests 200": (
+            "bentoml_service_request_total",
+            {"endpoint": "/predict", "http_response_code": "200"},
+        ),
+        "requests 400": (
+            "bentoml_service_request_total",
+            {"endpoint": "/predict_batch", "http_response_code": "400"},
+        ),
+    }
+    before = {k: (plain.metric(n, **ls), through_bentoml.metric(n, **ls)) for k, (n, ls) in counted.items()}
+    for path, body in cases:
+        direct = plain.client.post(path, content=body, headers=headers)
+        bentoml = through_bentoml.client.post(path, content=body, headers=headers)
+        assert comparable(direct) == comparable(bentoml), (
+            path,
+            body[:200],
+            direct.text[:300],
+            bentoml.text[:300],
+        )
+        assert direct.status_code < 500, (path, body[:200], direct.text[:300])
+        for name in ("content-type", "x-request-id", "x-model-version", "server", "retry-after"):
+            assert direct.headers.get(name) == bentoml.headers.get(name), (path, name, body[:200])
+    for key, (name, labels) in counted.items():  # the same requests counted alike by both paths
+        direct_delta = plain.metric(name, **labels) - before[key][0]
+        bentoml_delta = through_bentoml.metric(name, **labels) - before[key][1]
+        assert direct_delta == bentoml_delta > 0, (key, direct_delta, bentoml_delta)

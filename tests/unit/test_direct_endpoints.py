@@ -1,0 +1,276 @@
+"""The prediction endpoints answered in the request guard (services/tabular/endpoints.py) decide every body as the
+path through BentoML does: the guard's body check, then the input model's ``model_validate_json`` with BentoML's
+400 body. Checked here in process against that reference procedure, over bodies hypothesis draws (bytes, JSON of
+any shape, records with wrong, missing and extra fields); the same comparison over HTTP, against a real BentoML
+server with ``serving.http.direct`` off, is ``tests/service/test_hardening.py``. The scoring is a stand-in: these
+tests are about the request handling around it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from services.tabular import schema
+from services.tabular.endpoints import DirectEndpoints, validation_error
+from services.tabular.guard import RequestGuard, RequestRejected, check_body
+from services.tabular.spec import InputPolicy
+
+POLICY = InputPolicy.model_validate(
+    {
+        "unknown_category": "reject",
+        "max_batch_records": 5,
+        "fields": [
+            {"name": "age", "type": "int", "min": 17, "max": 90},
+            {"name": "hours", "type": "float", "min": 0, "max": 99, "nullable": True},
+            {"name": "job", "type": "category", "categories": ["a", "b"], "nullable": True},
+        ],
+    }
+)
+_, _, PREDICT_INPUT, BATCH_INPUT = schema.request_models(POLICY)
+GOOD = {"age": 40, "hours": 38.5, "job": "a"}
+
+
+class Unavailable(Exception):
+    pass
+
+
+def answers(rows: list[dict[str, Any]], keys: list[str | None], ids: list[str]) -> list[dict[str, Any]]:
+    return [
+        {
+            "request_id": rid,
+            "score": row["age"] / 100,
+            "decision": int(row["age"] >= 50),
+            "label": "high" if row["age"] >= 50 else "low",
+            "threshold": 0.5,
+            "model": "m",
+            "version": "v1",
+            "role": "champion",
+            "fallback": None,
+        }
+        for row, rid in zip(rows, ids, strict=True)
+    ]
+
+
+def endpoints(predict: Any = None) -> tuple[DirectEndpoints, list[Any]]:
+    calls: list[Any] = []
+
+    async def scoring(
+        rows: list[dict[str, Any]], keys: list[str | None], ids: list[str]
+    ) -> list[dict[str, Any]]:
+        calls.append((rows, keys, ids))
+        if predict is not None:
+            predict()
+        return answers(rows, keys, ids)
+
+    ids = iter(range(10**9))
+    direct = DirectEndpoints(
+        PREDICT_INPUT,
+        BATCH_INPUT,
+        lambda: scoring,
+        lambda header: header or "generated",
+        lambda: f"id{next(ids)}",
+        server="BentoML Service/test",
+    )
+    return direct, calls
+
+
+def reference(path: str, body: bytes) -> tuple[int, bytes | str]:
+    """What the path through BentoML answers: the guard's check, then BentoML's JSON serde and 400 body."""
+    try:
+        check_body(body)
+    except RequestRejected as rejected:
+        return rejected.status, rejected.message
+    model = PREDICT_INPUT if path == "/predict" else BATCH_INPUT
+    try:
+        model.model_validate_json(body)
+    except ValidationError as exc:
+        return 400, validation_error(exc)
+    return 200, b""
+
+
+def direct_outcome(path: str, body: bytes) -> tuple[int, bytes | str]:
+    direct, _ = endpoints()
+    try:
+        answer = asyncio.run(direct(path, body, {}))
+    except RequestRejected as rejected:
+        return rejected.status, rejected.message
+    return answer.status, answer.body if answer.status != 200 else b""
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5), children, max_size=3)
+    ),
+    max_leaves=8,
+)
+field_values = st.one_of(
+    st.integers(-(2**70), 2**70),
+    st.floats(),
+    st.text(max_size=4),
+    st.none(),
+    st.booleans(),
+    st.sampled_from(["a", "b"]),
+)
+records = st.fixed_dictionaries(
+    {},
+    optional={"age": field_values, "hours": field_values, "job": field_values, "other": field_values},
+)
+bodies = st.one_of(
+    st.binary(max_size=40),
+    json_values.map(lambda v: json.dumps(v).encode()),
+    records.map(lambda r: json.dumps({"record": r}).encode()),
+    st.builds(lambda r, k: json.dumps({"record": r, "key": k}).encode(), records, json_values),
+    st.lists(records, max_size=7).map(lambda rs: json.dumps({"records": rs}).encode()),
+    st.just(json.dumps({"record": GOOD}).encode()),
+)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(path=st.sampled_from(["/predict", "/predict_batch"]), body=bodies)
+def test_every_body_is_decided_as_bentoml_decides_it(path: str, body: bytes) -> None:
+    assert direct_outcome(path, body) == reference(path, body)
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "says"),
+    [
+        (b"\xff{}", 400, "not UTF-8"),
+        (b"{", 400, "not valid JSON"),
+        (b"[1]", 400, "must be a JSON object"),
+        (b'{"record": ' + b"[" * 40 + b"]" * 40 + b"}", 400, "nests deeper"),
+        (json.dumps({"record": {**GOOD, "age": "40"}}).encode(), 400, "a string is not a number"),
+        (json.dumps({"record": {**GOOD, "job": "z"}}).encode(), 400, "unknown category"),
+        (json.dumps({"record": {**GOOD, "x": 1}}).encode(), 400, "Extra inputs are not permitted"),
+    ],
+)
+def test_bad_bodies_keep_their_messages(body: bytes, status: int, says: str) -> None:
+    got_status, got = direct_outcome("/predict", body)
+    assert got_status == status
+    assert says in (got if isinstance(got, str) else got.decode())
+
+
+def test_answers_are_the_prediction_model_serialized() -> None:
+    direct, calls = endpoints()
+    answer = asyncio.run(
+        direct("/predict", json.dumps({"record": GOOD, "key": "k"}).encode(), {"x-request-id": "r1"})
+    )
+    expected = schema.Prediction(**answers([GOOD], ["k"], ["r1"])[0]).model_dump_json().encode()
+    assert (answer.status, answer.body) == (200, expected)
+    assert dict(answer.headers) == {
+        b"server": b"BentoML Service/test",
+        b"x-model-version": b"v1",
+        b"x-request-id": b"r1",
+    }
+    assert calls == [([GOOD], ["k"], ["r1"])]
+    batch = [{**GOOD, "routing_key": "a"}, {**GOOD, "age": 60}]
+    answer = asyncio.run(direct("/predict_batch", json.dumps({"records": batch}).encode(), {}))
+    rows, keys, ids = calls[-1]
+    assert keys == ["a", None] and rows == [GOOD, {**GOOD, "age": 60}] and ids == ["id0", "id1"]
+    expected_list = [schema.Prediction(**a).model_dump() for a in answers(rows, keys, ids)]
+    assert json.loads(answer.body) == expected_list
+
+
+# -- the guard answering directly -------------------------------------------------------------------------------
+
+
+def call(
+    guard: RequestGuard, path: str, body: bytes, method: str = "POST"
+) -> tuple[int, dict[bytes, bytes], bytes]:
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "path": path,
+        "method": method,
+        "headers": [(b"content-type", b"application/json")],
+    }
+    asyncio.run(guard(scope, receive, send))
+    start, *rest = sent
+    return start["status"], dict(start["headers"]), b"".join(m.get("body", b"") for m in rest)
+
+
+def guarded(predict: Any = None, batch: bool = True) -> tuple[RequestGuard, dict[str, list[Any]]]:
+    seen: dict[str, list[Any]] = {"shed": [], "rejected": [], "passed": []}
+    direct, _ = endpoints(predict)
+    if not batch:
+        direct.paths = frozenset({"/predict"})
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        seen["passed"].append(scope["path"])
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"from the app"})
+
+    guard = RequestGuard(
+        app,
+        paths=frozenset({"/predict", "/predict_batch"}),
+        max_in_flight=4,
+        retry_after_s=3,
+        max_body_bytes=10_000,
+        on_shed=seen["shed"].append,
+        on_reject=seen["rejected"].append,
+        explain_503=lambda: "model not ready: test",
+        direct=direct,
+        direct_paths=direct.paths,
+        unavailable=(Unavailable,),
+    )
+    return guard, seen
+
+
+def test_the_guard_answers_direct_paths_and_passes_the_rest() -> None:
+    guard, seen = guarded()
+    status, headers, body = call(guard, "/predict", json.dumps({"record": GOOD}).encode())
+    assert (
+        status == 200 and json.loads(body)["score"] == 0.4 and headers[b"content-type"] == b"application/json"
+    )
+    assert headers[b"content-length"] == str(len(body)).encode()
+    assert call(guard, "/livez", b"")[2] == b"from the app" and seen["passed"] == ["/livez"]
+    status, _, body = call(guard, "/predict", b'{"record": {}}')
+    assert (
+        status == 400 and json.loads(body)["error"] == "3 validation error for PredictInput"
+    )  # BentoML 1.4 words it so
+    assert seen["rejected"] == [400]
+    assert call(guard, "/predict", b"", method="GET")[0] == 405
+
+
+def test_adaptive_batching_leaves_predict_batch_to_bentoml() -> None:
+    guard, seen = guarded(batch=False)
+    assert call(guard, "/predict_batch", json.dumps({"records": [GOOD]}).encode())[2] == b"from the app"
+    status, _, body = call(guard, "/predict_batch", b"{")  # still checked by the guard before BentoML
+    assert status == 400 and "not valid JSON" in json.loads(body)["error"]
+    assert seen["passed"] == ["/predict_batch"]
+
+
+def test_unavailable_is_503_with_reason_and_retry_after() -> None:
+    def refuse() -> None:
+        raise Unavailable("log cannot be written")
+
+    guard, seen = guarded(refuse)
+    status, headers, body = call(guard, "/predict", json.dumps({"record": GOOD}).encode())
+    assert (status, headers[b"retry-after"]) == (503, b"3")
+    assert json.loads(body) == {"error": "model not ready: test; retry later"}
+    assert seen["shed"] == ["unavailable"]
+
+
+def test_a_fault_of_the_service_is_bentomls_500_and_logged(caplog: pytest.LogCaptureFixture) -> None:
+    def crash() -> None:
+        raise RuntimeError("boom")
+
+    guard, _ = guarded(crash)
+    status, _, body = call(guard, "/predict_batch", json.dumps({"records": [GOOD]}).encode())
+    assert status == 500
+    assert json.loads(body) == {"error": "An unexpected error has occurred, please check the server log."}
+    assert "boom" in caplog.text and "/predict_batch failed" in caplog.text
