@@ -17,8 +17,9 @@ and then beside one busy process (a pure-Python loop); tables show medians over 
 per repeat and then their median. Client and servers share this machine's cores. RSS is each server process's
 resident memory after the load, and whether torch is mapped into it. Contention: two bentos, native thread pools
 of 1 (serving.native_threads) and one per core, answer sequential requests in turn, quiet and beside one busy
-process. Overload: 16 and 32 clients post 1,000-record batches at once; every answer must be 200 or 503 with
-Retry-After.
+process. Overload: 16 and 32 clients post 1,000-record batches at once to a bento admitting 8 requests at a time
+(``serving.overload.max_in_flight``); every answer must be 200 or 503 with Retry-After, and the requests beyond the
+limit must be shed.
 """
 
 from __future__ import annotations
@@ -85,12 +86,19 @@ class Proc:
         except httpx.TransportError:
             return False
 
-    def worker_rss_mib(self) -> list[float]:
-        """RSS of the processes that serve requests (the leaves of the process tree)."""
+    def worker_rss_mib(self, peak: bool = False) -> list[float]:
+        """RSS of the processes that serve requests (the leaves of the process tree); with ``peak``, the highest
+        it reached (Linux ``VmHWM``)."""
         root = psutil.Process(self.proc.pid)
         procs = [root, *root.children(recursive=True)]
         leaves = [p for p in procs if not p.children()] or [root]
-        return [p.memory_info().rss / 2**20 for p in leaves]
+        if not peak:
+            return [p.memory_info().rss / 2**20 for p in leaves]
+        out = []
+        for p in leaves:
+            status = Path(f"/proc/{p.pid}/status").read_text()
+            out.append(int(next(x for x in status.splitlines() if x.startswith("VmHWM:")).split()[1]) / 1024)
+        return out
 
     def torch_loaded(self) -> bool:
         """Whether any server process has torch's shared library mapped (what costs a worker 400 MiB)."""
@@ -241,6 +249,7 @@ def sequential(targets: dict[str, tuple[str, str, list[Any]]]) -> dict[str, dict
 
 
 BUSY = "import itertools\nfor _ in itertools.count():\n    pass\n"
+OVERLOAD_ADMITS = 8  # serving.overload.max_in_flight for the overload bursts (16 and 32 clients exceed it)
 
 
 def throughput(
@@ -286,9 +295,6 @@ def launch(home: Path, spec_path: Path, spec: dict[str, Any], workdir: Path, sys
         str(spec_path), "--log-dir", str(workdir / "predictions"), "--runtime", str(workdir / "runtime"),
     ]  # fmt: skip
     return Proc(command, tool_env(), f"http://127.0.0.1:{port}", workdir / "server.log")
-
-
-BUSY = "import itertools\nfor _ in itertools.count():\n    pass\n"
 
 
 def contention(
@@ -338,12 +344,16 @@ def contention(
 
 
 def overload(home: Path, spec: dict[str, Any], rows: list[Any], tmpdir: Path) -> dict[str, Any]:
-    """16 and 32 clients each posting 1,000-record batches at once: every answer is 200 or a 503 with
-    Retry-After; nothing else (the spec's own batching and admission settings)."""
+    """16 and 32 clients each posting 1,000-record batches at once to a worker admitting ``OVERLOAD_ADMITS``:
+    every answer is 200 or a 503 with Retry-After, nothing else, and the requests beyond the limit are shed."""
     server = launch(
         home,
         tmpdir / "overload.json",
-        {**spec, "routing": {**spec["routing"], "mode": "champion_only"}},
+        {
+            **spec,
+            "routing": {**spec["routing"], "mode": "champion_only"},
+            "overload": {**spec["overload"], "max_in_flight": OVERLOAD_ADMITS},
+        },
         tmpdir / "overload",
     )
     big = {"records": (rows * (1000 // len(rows) + 1))[:1000]}
@@ -513,6 +523,7 @@ def run(repeats: int) -> dict[str, Any]:
                 )
             result["rss_mib"] = {
                 "bentoml worker (hgb champion and tabular_nn challenger loaded)": max(bento.worker_rss_mib()),
+                "bentoml worker, peak during the run": max(bento.worker_rss_mib(peak=True)),
                 "service code under plain uvicorn (hgb and tabular_nn loaded)": max(duties.worker_rss_mib()),
                 "plain uvicorn (hgb)": max(plain.worker_rss_mib()),
             }
@@ -524,6 +535,7 @@ def run(repeats: int) -> dict[str, Any]:
             plain.stop()
         result["contention"] = contention(home, spec, [{"record": r} for r in rows], tmpdir, 100)
         result["overload"] = overload(home, spec, rows, tmpdir)
+        result["overload"]["admits"] = OVERLOAD_ADMITS
         result["systems"] = every_system(repeats, tmpdir)
     result["in_process"] = {k: med([r["in_process"][k] for r in runs]) for k in runs[0]["in_process"]}
     result["sequential"] = {k: med([r["sequential"][k] for r in runs]) for k in runs[0]["sequential"]}

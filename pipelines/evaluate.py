@@ -139,7 +139,7 @@ def serving_path(
     measured = latency.measure(
         fast.score_records, test, *timing, prepare=lambda f: parity.records_of(f, cat, num)
     )
-    parts = {k: v for k, v in checked.items() if isinstance(v, dict)}
+    parts = parity.comparisons(checked)
     summary: dict[str, Any] = {
         "fast_path": fast.info,
         "parity": {
@@ -147,6 +147,7 @@ def serving_path(
             "rows": {k: v["rows"] for k, v in parts.items()},
             "decisions_differ": sum(v["decisions_differ"] for v in parts.values()),
             "max_abs_diff_at_most": parity.bound(checked["max_abs_diff"]),
+            "batch_invariance": checked["batch_invariance"],
             "passed": checked["passed"],
         },
     }

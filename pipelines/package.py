@@ -129,7 +129,8 @@ def compile_fast_path(
         ) from None
     checked = parity.check(predictor.predict_proba, fast, test, threshold)
     if not checked["passed"]:
-        parts = {k: v for k, v in checked.items() if isinstance(v, dict)}
+        parts = parity.comparisons(checked)
+        invariance = checked["batch_invariance"]
         raise PipelineError(
             f"the {role}'s fast path differs from its reference pipeline ({source}); it is not packaged: "
             + "; ".join(
@@ -137,6 +138,8 @@ def compile_fast_path(
                 f"{v['decisions_differ']} decisions differ{'' if v['finite'] else ', non-finite scores'}"
                 for k, v in parts.items()
             )
+            + f"; batch invariance: {invariance['differ']} of {invariance['rows']} batched scores differ from the "
+            "same record scored alone"
         )
     out.mkdir(parents=True, exist_ok=True)
     names = fast.save(out)
@@ -145,7 +148,8 @@ def compile_fast_path(
         "info": fast.info,
         "parity": {
             "tolerance": checked["tolerance"],
-            "rows": sum(v["rows"] for v in checked.values() if isinstance(v, dict)),
+            "rows": sum(v["rows"] for v in parity.comparisons(checked).values()),
+            "batch_invariant": checked["batch_invariance"]["differ"] == 0,
             "max_abs_diff_at_most": parity.bound(checked["max_abs_diff"]),
         },
     }

@@ -5,6 +5,9 @@ Checked by ``evaluate`` (a gate: a model whose fast path differs cannot be champ
 null for categories, numbers or null for numerics) plus edge rows built from it: each feature missing in turn,
 each categorical feature set to a category no training row had (what the service's ``unknown`` policy lets
 through as missing, and what a caller of the model itself may pass raw), and a row with every feature missing.
+
+A record's score must also not depend on the records that come with it: scored alone, in small batches (the
+row-by-row encoder) and in large ones, each row's score is the same to the last bit (``batch_invariance``).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ TOLERANCE = 1e-9  # absolute, on P(target = 1)
 UNSEEN = "(a category never seen in training)"
 EDGE_BASE_ROWS = 20  # rows of the test split each edge case is applied to
 SINGLE_ROWS = 500  # test rows also scored one per call
+BATCH_SIZES = (2, 3, 7, 32, 100)  # batch invariance: the single rows scored again in batches of these sizes
 
 
 def records_of(
@@ -74,9 +78,11 @@ def check(
 ) -> dict[str, Any]:
     """Compare ``reference`` (frame -> scores) and ``fast`` on ``test`` and its edge rows.
 
-    Returns ``{"tolerance", "test", "single_rows", "edge", "edge_single_rows", "max_abs_diff", "passed"}``
-    (``single_rows``: the first rows scored one per call, the path of a one-record request); each part gives rows,
-    max |reference - fast| and how many decisions at ``threshold`` differ. ``reference_scores`` (the reference's
+    Returns ``{"tolerance", "test", "single_rows", "edge", "edge_single_rows", "batch_invariance", "max_abs_diff",
+    "passed"}`` (``single_rows``: the first rows scored one per call, the path of a one-record request); each part
+    gives rows, max |reference - fast| and how many decisions at ``threshold`` differ; ``batch_invariance`` gives
+    the rows scored again in batches of each of ``BATCH_SIZES`` and how many scores differ by any bit from the
+    same row scored alone (it must be none). ``reference_scores`` (the reference's
     scores of ``test``, when already computed) saves scoring it twice.
     """
     cat, num = fast.categorical, fast.numeric
@@ -90,14 +96,38 @@ def check(
     if edge:
         edge_ref = reference(pd.DataFrame(edge, columns=[*cat, *num]))
         parts["edge"] = compare(edge_ref, fast.score_records(edge), threshold)
-        parts["edge_single_rows"] = compare(
-            edge_ref, np.array([fast.score_records([r])[0] for r in edge]), threshold
-        )
+        edge_single = np.array([fast.score_records([r])[0] for r in edge])
+        parts["edge_single_rows"] = compare(edge_ref, edge_single, threshold)
     worst = max(p["max_abs_diff"] for p in parts.values())
-    passed = all(
+    alone = np.concatenate([single, edge_single]) if edge else single
+    rows = [*records[:SINGLE_ROWS], *edge]
+    invariance = batch_invariance(fast, rows, alone)
+    passed = invariance["differ"] == 0 and all(
         p["max_abs_diff"] <= tolerance and not p["decisions_differ"] and p["finite"] for p in parts.values()
     )
-    return {"tolerance": tolerance, **parts, "max_abs_diff": worst, "passed": passed}
+    return {
+        "tolerance": tolerance,
+        **parts,
+        "batch_invariance": invariance,
+        "max_abs_diff": worst,
+        "passed": passed,
+    }
+
+
+def comparisons(checked: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The parts of a :func:`check` result that compare with the reference (each has rows, max |diff|, decisions)."""
+    return {k: v for k, v in checked.items() if isinstance(v, dict) and "max_abs_diff" in v}
+
+
+def batch_invariance(fast: FastScorer, records: list[dict[str, Any]], alone: np.ndarray) -> dict[str, int]:
+    """How many of ``records`` score differently (any bit) in batches of each of ``BATCH_SIZES`` than alone."""
+    differ = 0
+    for size in BATCH_SIZES:
+        batched = np.concatenate(
+            [fast.score_records(records[i : i + size]) for i in range(0, len(records), size)]
+        )
+        differ += int(np.count_nonzero(batched.view(np.int64) != alone.view(np.int64)))
+    return {"rows": len(records) * len(BATCH_SIZES), "differ": differ}
 
 
 def bound(diff: float) -> float:

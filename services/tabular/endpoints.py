@@ -8,8 +8,8 @@ put them at about half of a one-record request once the model itself took 0.1 ms
 stays in force: BentoML's request metrics (the canary analysis reads them), its timeout and its error middleware.
 
 The answers are BentoML's, byte for byte: the same pydantic models validate the same JSON (``model_validate_json``,
-as BentoML's JSON serde does), a validation error is BentoML's 400 body, the predictions are the same models
-serialized the same way, and the headers are the same. The BentoML ``@api`` methods stay: they document the
+as BentoML's JSON serde does), a validation error is BentoML's 400 body, one prediction is serialized by pydantic
+and a list by ``json.dumps`` as BentoML 1.4 does, and the headers are the same, in the same order. The BentoML ``@api`` methods stay: they document the
 endpoints (``/docs.json``), serve them when ``direct`` is off, and run the same service code. Adaptive batching
 (``serving.batching.adaptive``) needs BentoML's dispatcher, so ``/predict_batch`` then goes through BentoML.
 """
@@ -98,4 +98,5 @@ class DirectEndpoints:
         rows = [r.model_dump() for r in request.records]
         keys = [row.pop("routing_key") for row in rows]
         answers = await self.predict()(rows, keys, [self.new_id() for _ in rows])
-        return Answer(200, pydantic_core.to_json(answers), (self.server,))
+        # BentoML writes a list answer with the standard library's json.dumps (IORootModel.model_dump_json)
+        return Answer(200, json.dumps(answers).encode(), (self.server,))

@@ -53,6 +53,12 @@ class RequestRejected(Exception):
         self.status, self.message = status, message
 
 
+def shown(value: str, limit: int = 80) -> str:
+    """``value`` quoted for an error message, cut at ``limit`` characters: an answer never echoes a client's
+    megabyte back."""
+    return repr(value) if len(value) <= limit else repr(value[:limit]) + f"... ({len(value)} characters)"
+
+
 def json_type(content_type: str | None) -> bool:
     if not content_type:
         return True
@@ -147,6 +153,10 @@ class RequestGuard:
         self.in_flight += 1
         try:
             if path in self.direct_paths:
+                # The direct handler never pauses, so without this yield each request would run to its end
+                # before the next one was even counted: requests waiting on the event loop must hold their slots
+                # (queued or running), or a flood of large batches queues without bound and is never shed.
+                await asyncio.sleep(0)
                 await self.answer(path, headers, body, send)
             else:
                 await self.app(scope, self.replay(body, receive), self.explained(send))
@@ -182,13 +192,19 @@ class RequestGuard:
         itself, read within ``body_timeout_s`` (a client that stops sending gets 408 instead of holding the
         connection), and, with ``check``, the body as JSON (:func:`check_body`; a direct handler checks it only
         when its own parse fails, which costs nothing on a good request)."""
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        headers: dict[str, str] = {}
+        for k, v in scope.get(
+            "headers", []
+        ):  # a repeated header counts by its first value, as Starlette reads it
+            headers.setdefault(k.decode("latin-1").lower(), v.decode("latin-1"))
         if scope.get("method") != "POST":
             raise RequestRejected(
                 405, f"{scope.get('method')} is not allowed here: use POST with a JSON body"
             )
         if not json_type(headers.get("content-type")):
-            raise RequestRejected(415, f"content type {headers['content-type']!r}: send application/json")
+            raise RequestRejected(
+                415, f"content type {shown(headers['content-type'])}: send application/json"
+            )
         declared = headers.get("content-length", "")
         if declared.isdigit() and int(declared) > self.max_body_bytes:
             raise RequestRejected(413, f"the body has {declared} bytes; the limit is {self.max_body_bytes}")
@@ -278,9 +294,10 @@ class RequestGuard:
 
     @staticmethod
     async def send_json(send: Send, status: int, body: bytes, extra: Any = ()) -> None:
+        """Headers in the order BentoML's responses carry them."""
         headers = [
-            (b"content-type", b"application/json"),
             (b"content-length", str(len(body)).encode()),
+            (b"content-type", b"application/json"),
             *extra,
         ]
         await send({"type": "http.response.start", "status": status, "headers": headers})

@@ -40,7 +40,9 @@ class PredictionLogger:
         self.path = Path(cfg.dir) / f"{name}.jsonl"
         self.fields = tuple(cfg.fields)
         self.features = set(cfg.feature_fields)
-        self.feature_order = tuple(dict.fromkeys(cfg.feature_fields))  # the allowlist: a few names, not every input
+        self.feature_order = tuple(
+            dict.fromkeys(cfg.feature_fields)
+        )  # the allowlist: a few names, not every input
         self.failures = 0
         self.written = 0
         self.last_error: str | None = None

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 from _bentoml_sdk.io_models import IODescriptor
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model, field_validator
 
+from services.tabular.guard import shown as quoted
 from services.tabular.spec import InputPolicy
 
 UNKNOWN_SEEN: dict[str, int] = {}  # field -> count of unknown categories mapped to null (read by the service)
@@ -55,7 +56,17 @@ def _routing_key(value: Any) -> Any:
     return value
 
 
+def _json_integer(value: Any) -> Any:
+    """A JSON number that is whole (40 or 40.0) becomes an int, so a whole number beyond the range (1e308) gets the
+    range's message rather than pydantic's "unable to parse input string as an integer"."""
+    value = _json_number(value)
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
 Number = BeforeValidator(_json_number)
+Integer = BeforeValidator(_json_integer)
 Text = BeforeValidator(_json_text)
 RoutingKey = Annotated[str | None, BeforeValidator(_routing_key)]
 
@@ -69,8 +80,8 @@ def _category_validator(name: str, allowed: list[str], policy: str) -> Any:
         if policy == "unknown":
             UNKNOWN_SEEN[name] = UNKNOWN_SEEN.get(name, 0) + 1
             return None
-        shown = ", ".join(allowed[:12]) + (", ..." if len(allowed) > 12 else "")
-        raise ValueError(f"unknown category {value!r}; allowed: {shown}")
+        allowed_shown = ", ".join(allowed[:12]) + (", ..." if len(allowed) > 12 else "")
+        raise ValueError(f"unknown category {quoted(value)}; allowed: {allowed_shown}")
 
     return field_validator(name)(classmethod(check))
 
@@ -87,7 +98,7 @@ def record_model(
         elif f.type == "int":  # an integral JSON number (40 or 40.0), within the contract's range and int64
             lo = max(f.min, INT64[0]) if f.min is not None else INT64[0]
             hi = min(f.max, INT64[1]) if f.max is not None else INT64[1]
-            base = Annotated[int, Number, Field(ge=lo, le=hi)]
+            base = Annotated[int, Integer, Field(ge=lo, le=hi)]
         else:  # a finite JSON number within the contract's range
             base = Annotated[float, Number, Field(ge=f.min, le=f.max, allow_inf_nan=False)]
         annotation = base | None if f.nullable else base

@@ -8,7 +8,9 @@ environment variable names start with the spec's system (``<system>_predictions_
 
 Models are scored through their fast paths (models/fastpath.py: numpy and treelite, 0.03 to 0.3 ms a row), so the
 endpoints are async and score on the event loop: a hop to a worker thread cost more than the model. The challenger
-alone runs in a thread pool, under its timeout; each request's predictions are logged in one write.
+alone runs in a thread pool, under its timeout; each request's predictions are logged in one write. With
+``serving.http.direct`` (the default) the request guard answers both endpoints itself through the same code
+(services/tabular/endpoints.py); the ``@api`` methods document them and serve them when it is off.
 """
 
 from __future__ import annotations

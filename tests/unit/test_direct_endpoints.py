@@ -274,3 +274,37 @@ def test_a_fault_of_the_service_is_bentomls_500_and_logged(caplog: pytest.LogCap
     assert status == 500
     assert json.loads(body) == {"error": "An unexpected error has occurred, please check the server log."}
     assert "boom" in caplog.text and "/predict_batch failed" in caplog.text
+
+
+def test_requests_waiting_on_the_event_loop_hold_their_slots() -> None:
+    """The direct handler never pauses (scoring runs on the event loop), so a burst of requests used to run one
+    after another, each counted alone: 150 clients with 1,000-record batches were all admitted and waited up to
+    16 s. Every request waiting on the loop now holds a slot, and the ones beyond max_in_flight are shed at once."""
+    import time
+
+    guard, seen = guarded(lambda: time.sleep(0.01))  # scoring that blocks the loop, as the real one does
+    body = json.dumps({"record": GOOD}).encode()
+    sent: list[list[dict[str, Any]]] = []
+
+    async def one() -> None:
+        messages: list[dict[str, Any]] = []
+        sent.append(messages)
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        async def send(message: dict[str, Any]) -> None:
+            messages.append(message)
+
+        scope = {"type": "http", "path": "/predict", "method": "POST", "headers": []}
+        await guard(scope, receive, send)
+
+    async def burst() -> None:
+        await asyncio.gather(*(one() for _ in range(10)))
+
+    asyncio.run(burst())
+    statuses = sorted(m[0]["status"] for m in sent)
+    assert statuses == [200] * 4 + [503] * 6  # max_in_flight is 4
+    assert seen["shed"] == ["admission"] * 6 and guard.in_flight == 0
+    shed = next(m for m in sent if m[0]["status"] == 503)
+    assert dict(shed[0]["headers"])[b"retry-after"] == b"3"
