@@ -20,12 +20,21 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
+class Parity(Strict):
+    """What the package stage checked of a fast path against its reference pipeline (pipelines/core/parity.py)."""
+
+    tolerance: float  # absolute, on P(target = 1)
+    rows: int  # rows compared
+    max_abs_diff_at_most: float  # max |fast - reference|, as a power of ten at or above it
+    batch_invariant: bool  # every row scores the same alone and in batches, bit for bit
+
+
 class FastPathRef(Strict):
     """The model's serving fast path (models/fastpath.py), compiled and checked by the package stage."""
 
     files: dict[str, str]  # file name -> sha256
     info: dict[str, str | None]  # what it was compiled from
-    parity: dict[str, float | int]  # tolerance, rows checked, max |fast - reference| at most
+    parity: Parity
 
 
 class ModelRef(Strict):

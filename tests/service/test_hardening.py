@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+import re
 import shutil
 import signal
 import stat
@@ -449,15 +450,13 @@ def test_a_slow_body_gets_408_and_holds_no_slot(serve: Any, rows: list) -> None:
 # -- the direct endpoints answer as BentoML's own path does -----------------------------------------------------
 
 
-def comparable(response: httpx.Response) -> tuple[int, Any, str | None]:
-    """Status, body (request ids the service drew itself removed) and model version of an answer."""
-    try:
-        body: Any = response.json()
-    except ValueError:
-        body = response.text
-    if response.status_code == 200 and isinstance(body, list):
-        body = [{k: v for k, v in answer.items() if k != "request_id"} for answer in body]
-    return response.status_code, body, response.headers.get("x-model-version")
+def comparable(response: httpx.Response) -> tuple[int, bytes, list[bytes], dict[str, str]]:
+    """Status, the body's bytes (request ids the service drew itself masked), the header names in order and their
+    values (the date aside) of an answer."""
+    body = re.sub(rb'"request_id": ?"[0-9a-f]{32}"', b'"request_id": "*"', response.content)
+    names = [k.lower() for k, _ in response.headers.raw if k.lower() != b"date"]
+    values = {k: v for k, v in response.headers.items() if k != "date"}
+    return response.status_code, body, names, values
 
 
 def test_direct_endpoints_answer_as_bentoml_does(
@@ -481,6 +480,8 @@ def test_direct_endpoints_answer_as_bentoml_does(
         {"record": {**one, number: 10**30}},
         {"record": {**one, category: "no such category"}},
         {"record": {**one, category: 7}},
+        {"record": {**one, category: "x" * 5000}},  # an echoed value is cut at 80 characters
+        {"record": {**one, number: 1e308}},
         {"record": {**one, "unexpected": 1}},
         {"record": {k: v for k, v in one.items() if k != number}},
         {"record": one, "key": ""},
@@ -492,6 +493,7 @@ def test_direct_endpoints_answer_as_bentoml_does(
     ]
     batches: list[Any] = [
         {"records": rows[:5]},
+        {"records": rows[:50]},
         {"records": [{**rows[1], "routing_key": "k"}, rows[2]]},
         {"records": []},
         {"records": rows[:51]},  # over input.max_batch_records (50)
@@ -503,7 +505,11 @@ def test_direct_endpoints_answer_as_bentoml_does(
     cases = [("/predict", json.dumps(b).encode()) for b in bodies]
     cases += [("/predict_batch", json.dumps(b).encode()) for b in batches]
     cases += [(path, body) for path in ("/predict", "/predict_batch") for body in raw]
-    headers = {"content-type": "application/json", "x-request-id": "same-id-for-both"}
+    headers = [
+        ("content-type", "application/json"),
+        ("x-request-id", "same-id-for-both"),
+        ("x-request-id", "a-second-one-is-ignored"),  # a repeated header counts by its first value
+    ]
     counted = {
         "rejected": ("adult_rejected_requests_total", {"status": "400"}),
         "predictions": ("adult_predictions_total", {}),
@@ -527,8 +533,6 @@ def test_direct_endpoints_answer_as_bentoml_does(
             bentoml.text[:300],
         )
         assert direct.status_code < 500, (path, body[:200], direct.text[:300])
-        for name in ("content-type", "x-request-id", "x-model-version", "server", "retry-after"):
-            assert direct.headers.get(name) == bentoml.headers.get(name), (path, name, body[:200])
     for key, (name, labels) in counted.items():  # the same requests counted alike by both paths
         direct_delta = plain.metric(name, **labels) - before[key][0]
         bentoml_delta = through_bentoml.metric(name, **labels) - before[key][1]
