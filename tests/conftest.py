@@ -74,7 +74,8 @@ def serving_spec(system: str, champion: str, challenger: str | None = None) -> A
 
     def ref(tag: str) -> dict[str, Any]:
         name = tag.split(":")[0].removeprefix(f"{system}-")
-        fast = {"files": {}, "info": {}, "parity": {}}
+        parity = {"tolerance": 1e-9, "rows": 0, "max_abs_diff_at_most": 1e-15, "batch_invariant": True}
+        fast = {"files": {}, "info": {}, "parity": parity}
         return {
             "tag": tag,
             "name": name,
