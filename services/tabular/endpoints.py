@@ -93,7 +93,7 @@ class DirectEndpoints:
             return Answer(
                 200,
                 pydantic_core.to_json(answer),
-                (self.server, (b"x-model-version", version), (b"x-request-id", rid.encode("latin-1"))),
+                ((b"x-model-version", version), (b"x-request-id", rid.encode("latin-1")), self.server),
             )
         rows = [r.model_dump() for r in request.records]
         keys = [row.pop("routing_key") for row in rows]

@@ -101,8 +101,10 @@ def test_every_model_of_every_system_has_a_fast_path_within_1e9(baseline: Path) 
             assert parity["passed"] and parity["decisions_differ"] == 0, (system, folder.name, parity)
             assert parity["max_abs_diff_at_most"] <= 1e-12 and parity["rows"]["test"] > 0
             assert parity["rows"]["edge"] > 0 and parity["rows"]["single_rows"] > 0
+            assert parity["batch_invariance"]["differ"] == 0 < parity["batch_invariance"]["rows"]
         package = json.loads((baseline / "reports" / system / "package.json").read_text())
         assert package["fast_path"]["champion"]["max_abs_diff_at_most"] <= 1e-12
+        assert package["fast_path"]["champion"]["batch_invariant"] is True
 
 
 def test_champion_carries_its_lineage(baseline: Path) -> None:
