@@ -177,9 +177,8 @@ class RequestGuard:
             reason = self.explain_503() or "unavailable"
             await self.respond(send, 503, f"{reason}; retry later")
             return
-        except (
-            Exception
-        ):  # a fault of the service, not of the request: BentoML's 500, logged with its traceback
+        except Exception:
+            # a fault of the service, not of the request: BentoML's 500, logged with its traceback
             logger.exception("%s failed", path)
             await self.send_json(send, 500, UNEXPECTED)
             return
@@ -193,9 +192,8 @@ class RequestGuard:
         connection), and, with ``check``, the body as JSON (:func:`check_body`; a direct handler checks it only
         when its own parse fails, which costs nothing on a good request)."""
         headers: dict[str, str] = {}
-        for k, v in scope.get(
-            "headers", []
-        ):  # a repeated header counts by its first value, as Starlette reads it
+        for k, v in scope.get("headers", []):
+            # a repeated header counts by its first value, as Starlette reads it
             headers.setdefault(k.decode("latin-1").lower(), v.decode("latin-1"))
         if scope.get("method") != "POST":
             raise RequestRejected(
