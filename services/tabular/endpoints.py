@@ -9,8 +9,9 @@ stays in force: BentoML's request metrics (the canary analysis reads them), its 
 
 The answers are BentoML's, byte for byte: the same pydantic models validate the same JSON (``model_validate_json``,
 as BentoML's JSON serde does), a validation error is BentoML's 400 body, one prediction is serialized by pydantic
-and a list by ``json.dumps`` as BentoML 1.4 does, and the headers are the same, in the same order. The BentoML ``@api`` methods stay: they document the
-endpoints (``/docs.json``), serve them when ``direct`` is off, and run the same service code. Adaptive batching
+and a list by ``json.dumps`` as BentoML 1.4 does, and the headers are the same, in the same order. The BentoML
+``@api`` methods stay: they document the endpoints (``/docs.json``), serve them when ``direct`` is off, and run
+the same service code. Adaptive batching
 (``serving.batching.adaptive``) needs BentoML's dispatcher, so ``/predict_batch`` then goes through BentoML.
 """
 
@@ -51,8 +52,8 @@ class DirectEndpoints:
 
     ``predict()`` returns the service's scoring (routing, models, prediction log, metrics), called as
     ``(rows, keys, request_ids)``: it returns one answer per row, a dict with the fields of
-    :class:`~services.tabular.schema.Prediction` in its order (serialized as that model is), and raises BentoML's ``ServiceUnavailable``
-    when the worker cannot answer (the guard turns that into a 503 with its reason). ``new_id()`` makes request ids;
+    :class:`~services.tabular.schema.Prediction` in its order (serialized as that model is), and raises BentoML's
+    ``ServiceUnavailable`` when the worker cannot answer (the guard turns that into a 503 with its reason). ``new_id()`` makes request ids;
     ``request_id(header)`` vets a client's ``X-Request-ID``.
     """
 

@@ -19,6 +19,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -86,6 +87,13 @@ def request_id(header: str | None) -> str:
     return uuid.uuid4().hex
 
 
+@functools.cache
+def labelled(metric: Any, *values: str) -> Any:
+    """``metric.labels(*values)``, looked up once per label set (prometheus_client resolves it in about 2 us on
+    every call; the label sets the service and BentoML's request metrics use are bounded)."""
+    return metric.labels(*values)
+
+
 def bound_metric_paths(paths: set[str], prefixes: tuple[str, ...] = ()) -> None:
     """Let BentoML's request metrics see only ``paths`` (and paths under ``prefixes``); see the module docstring.
 
@@ -99,14 +107,6 @@ def bound_metric_paths(paths: set[str], prefixes: tuple[str, ...] = ()) -> None:
 
     original = getattr(Metrics.__call__, "__wrapped__", Metrics.__call__)
     known = frozenset(paths)
-    series: dict[tuple[Any, ...], Any] = {}
-
-    def child(metric: Any, *values: Any) -> Any:
-        key = (id(metric), *values)
-        found = series.get(key)
-        if found is None:
-            found = series[key] = metric.labels(*values)
-        return found
 
     async def bounded(self: Any, scope: Any, receive: Any, send: Any) -> None:
         path = scope.get("path", "")
@@ -120,7 +120,7 @@ def bound_metric_paths(paths: set[str], prefixes: tuple[str, ...] = ()) -> None:
             self._setup()
         bento, version, service = ctx.bento_name, ctx.bento_version, ctx.service_name
         if not path.startswith(tuple(self.skip_paths)):
-            child(self.metrics_last_request_timestamp, bento, version, service).set_to_current_time()
+            labelled(self.metrics_last_request_timestamp, bento, version, service).set_to_current_time()
         start, status = default_timer(), 0
 
         async def sending(message: Any) -> None:
@@ -128,13 +128,13 @@ def bound_metric_paths(paths: set[str], prefixes: tuple[str, ...] = ()) -> None:
             if message["type"] == "http.response.start":
                 status = message["status"]
             elif message["type"] == "http.response.body" and not message.get("more_body", False):
-                child(self.metrics_request_total, path, bento, version, str(status), service).inc()
-                child(self.metrics_request_duration, path, bento, version, str(status), service).observe(
+                labelled(self.metrics_request_total, path, bento, version, str(status), service).inc()
+                labelled(self.metrics_request_duration, path, bento, version, str(status), service).observe(
                     max(default_timer() - start, 0)
                 )
             await send(message)
 
-        with child(self.metrics_request_in_progress, path, bento, version, service).track_inprogress():
+        with labelled(self.metrics_request_in_progress, path, bento, version, service).track_inprogress():
             await self.app(scope, receive, sending)
 
     bounded.__wrapped__ = original  # type: ignore[attr-defined]

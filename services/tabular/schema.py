@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 from _bentoml_sdk.io_models import IODescriptor
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model, field_validator
 
-from services.tabular.guard import shown as quoted
+from services.tabular.guard import shown
 from services.tabular.spec import InputPolicy
 
 UNKNOWN_SEEN: dict[str, int] = {}  # field -> count of unknown categories mapped to null (read by the service)
@@ -81,7 +81,7 @@ def _category_validator(name: str, allowed: list[str], policy: str) -> Any:
             UNKNOWN_SEEN[name] = UNKNOWN_SEEN.get(name, 0) + 1
             return None
         allowed_shown = ", ".join(allowed[:12]) + (", ..." if len(allowed) > 12 else "")
-        raise ValueError(f"unknown category {quoted(value)}; allowed: {allowed_shown}")
+        raise ValueError(f"unknown category {shown(value)}; allowed: {allowed_shown}")
 
     return field_validator(name)(classmethod(check))
 

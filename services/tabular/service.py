@@ -16,7 +16,6 @@ alone runs in a thread pool, under its timeout; each request's predictions are l
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import os
 import random
@@ -112,12 +111,6 @@ LOG_HEALTHY = bentoml.metrics.Gauge(
 )
 
 
-@functools.cache
-def _child(metric: Any, *labels: str) -> Any:
-    """``metric.labels(*labels)``, looked up once (prometheus_client's lookup costs 2 us; the labels are bounded)."""
-    return metric.labels(*labels)
-
-
 class ChallengerFault(RuntimeError):
     """Raised by fault injection (routing.fault_injection) to exercise the fallback."""
 
@@ -204,8 +197,8 @@ class ModelService:
         return True
 
     def _log_result(self, ok: bool, lines: int = 1) -> None:
-        _child(LOG_WRITES, "ok" if ok else "failed").inc(lines)
-        if ok is not self._log_ok:  # the gauge moves on a change only: one metric write less per request
+        runtime.labelled(LOG_WRITES, "ok" if ok else "failed").inc(lines)
+        if ok != self._log_ok:  # the gauge moves on a change only: one metric write less per request
             self._log_ok = ok
             LOG_HEALTHY.set(1 if ok else 0)
 
@@ -215,8 +208,8 @@ class ModelService:
         ref = self.refs[role]
         start = time.perf_counter()
         scores = self.models[role].score_records(rows)
-        _child(MODEL_LATENCY, ref.name, ref.version).observe(time.perf_counter() - start)
-        _child(MODEL_REQUESTS, ref.name, ref.version, role).inc()
+        runtime.labelled(MODEL_LATENCY, ref.name, ref.version).observe(time.perf_counter() - start)
+        runtime.labelled(MODEL_REQUESTS, ref.name, ref.version, role).inc()
         return scores
 
     def _challenger(self, rows: list[dict[str, Any]]) -> np.ndarray:
@@ -334,7 +327,7 @@ class ModelService:
         counts = Counter((a["role"], a["decision"]) for a in answers)
         for (role, decision), n in counts.items():  # counted once the answers are certain (fail_closed above)
             ref = self.refs[role]
-            _child(PREDICTIONS, ref.name, ref.version, role, str(decision)).inc(n)
+            runtime.labelled(PREDICTIONS, ref.name, ref.version, role, str(decision)).inc(n)
         return answers
 
     async def _predict(
