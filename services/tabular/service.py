@@ -22,7 +22,6 @@ import random
 import socket
 import threading
 import time
-import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -45,6 +44,9 @@ from services.tabular.spec import ModelRef, apply_deployment_env, load_spec
 logger = logging.getLogger("bentoml.service")
 SPEC, DEPLOYMENT_PROBLEMS = apply_deployment_env(load_spec(), dict(os.environ))
 runtime.cache_response_media_types()
+runtime.lean_timeout()
+if not SPEC.http.tracing:
+    runtime.untraced()
 runtime.bound_metric_paths(
     {"/predict", "/predict_batch", "/", "/docs.json", "/livez", "/readyz", "/healthz", "/metrics"},
     prefixes=("/static_content/",),
@@ -380,7 +382,7 @@ class ModelService:
         """Score a list of records (at most input.max_batch_records per request); each may carry a routing_key."""
         rows = [r.model_dump() for r in records]  # type: ignore[attr-defined]
         keys = [row.pop("routing_key") for row in rows]
-        answers = await self._predict(rows, keys, [uuid.uuid4().hex for _ in rows])
+        answers = await self._predict(rows, keys, runtime.new_request_ids(len(rows)))
         return [schema.Prediction.model_construct(**a) for a in answers]
 
 
@@ -410,9 +412,10 @@ DIRECT = DirectEndpoints(  # serving.http.direct: the guard answers these paths 
     BatchInput,
     _scoring,
     runtime.request_id,
-    lambda: uuid.uuid4().hex,
+    runtime.new_request_ids,
     server=f"BentoML Service/{SPEC.service_name}",
     batch=not SPEC.batching.adaptive,  # adaptive batching needs BentoML's dispatcher
+    native=schema.native_request_validators(SPEC.input),
 )
 
 GUARD: dict[str, Any] = {  # the request guard's settings (services/tabular/guard.py)

@@ -34,6 +34,7 @@ POLICY = InputPolicy.model_validate(
     }
 )
 _, _, PREDICT_INPUT, BATCH_INPUT = schema.request_models(POLICY)
+NATIVE = schema.native_request_validators(POLICY)
 GOOD = {"age": 40, "hours": 38.5, "job": "a"}
 
 
@@ -58,7 +59,7 @@ def answers(rows: list[dict[str, Any]], keys: list[str | None], ids: list[str]) 
     ]
 
 
-def endpoints(predict: Any = None) -> tuple[DirectEndpoints, list[Any]]:
+def endpoints(predict: Any = None, native: bool = True) -> tuple[DirectEndpoints, list[Any]]:
     calls: list[Any] = []
 
     async def scoring(
@@ -75,33 +76,53 @@ def endpoints(predict: Any = None) -> tuple[DirectEndpoints, list[Any]]:
         BATCH_INPUT,
         lambda: scoring,
         lambda header: header or "generated",
-        lambda: f"id{next(ids)}",
+        lambda n: [f"id{next(ids)}" for _ in range(n)],
         server="BentoML Service/test",
+        native=NATIVE if native else None,
     )
     return direct, calls
 
 
-def reference(path: str, body: bytes) -> tuple[int, bytes | str]:
-    """What the path through BentoML answers: the guard's check, then BentoML's JSON serde and 400 body."""
+Outcome = tuple[
+    int, bytes | str, Any
+]  # status, error body or message, what was scored (rows and keys in order)
+
+
+def exactly(row: dict[str, Any]) -> list[tuple[str, str]]:
+    """A record's fields in order with each value's repr: 40 and 40.0, 0.0 and -0.0 differ."""
+    return [(k, repr(v)) for k, v in row.items()]
+
+
+def reference(path: str, body: bytes) -> Outcome:
+    """What the path through BentoML answers: the guard's check, then BentoML's JSON serde and 400 body; for an
+    accepted body, the records the service method is given (``model_dump()``, as ``predict`` calls it)."""
     try:
         check_body(body)
     except RequestRejected as rejected:
-        return rejected.status, rejected.message
-    model = PREDICT_INPUT if path == "/predict" else BATCH_INPUT
+        return rejected.status, rejected.message, None
     try:
-        model.model_validate_json(body)
+        if path == "/predict":
+            request: Any = PREDICT_INPUT.model_validate_json(body)
+            scored = ([exactly(request.record.model_dump())], [request.key])
+        else:
+            rows = [r.model_dump() for r in BATCH_INPUT.model_validate_json(body).records]
+            keys = [row.pop("routing_key") for row in rows]
+            scored = ([exactly(row) for row in rows], keys)
     except ValidationError as exc:
-        return 400, validation_error(exc)
-    return 200, b""
+        return 400, validation_error(exc), None
+    return 200, b"", scored
 
 
-def direct_outcome(path: str, body: bytes) -> tuple[int, bytes | str]:
-    direct, _ = endpoints()
+def direct_outcome(path: str, body: bytes, native: bool = True) -> Outcome:
+    direct, calls = endpoints(native=native)
     try:
         answer = asyncio.run(direct(path, body, {}))
     except RequestRejected as rejected:
-        return rejected.status, rejected.message
-    return answer.status, answer.body if answer.status != 200 else b""
+        return rejected.status, rejected.message, None
+    if answer.status != 200:
+        return answer.status, answer.body, None
+    [(rows, keys, _)] = calls
+    return 200, b"", ([exactly(row) for row in rows], keys)
 
 
 json_values = st.recursive(
@@ -119,9 +140,30 @@ field_values = st.one_of(
     st.booleans(),
     st.sampled_from(["a", "b"]),
 )
+near_values = {  # mostly what the contract accepts, in every JSON form it may come in, and its edges
+    "age": st.integers(17, 90)
+    | st.integers(17, 90).map(float)
+    | st.floats(10, 100)
+    | st.sampled_from([40.0, 17, 90, 16, 91, -0.0, 2**63, 1e308, True, "40"]),
+    "hours": st.floats(0, 99)
+    | st.integers(0, 99)
+    | st.none()
+    | st.floats(-5, 120)
+    | st.sampled_from([-0.0, 1e-320, 99.0000001, 2**64]),
+    "job": st.sampled_from(["a", "b", None]) | st.sampled_from(["A", "a ", "", 1]),
+}
+near_records = st.fixed_dictionaries(near_values)
+keyed_records = st.fixed_dictionaries(
+    near_values, optional={"routing_key": st.text(max_size=3) | st.none() | json_values}
+)
 records = st.fixed_dictionaries(
     {},
     optional={"age": field_values, "hours": field_values, "job": field_values, "other": field_values},
+)
+near_bodies = st.one_of(
+    near_records.map(lambda r: json.dumps({"record": r}).encode()),
+    st.builds(lambda r, k: json.dumps({"record": r, "key": k}).encode(), near_records, st.text(max_size=3)),
+    st.lists(keyed_records, min_size=1, max_size=6).map(lambda rs: json.dumps({"records": rs}).encode()),
 )
 bodies = st.one_of(
     st.binary(max_size=40),
@@ -130,13 +172,55 @@ bodies = st.one_of(
     st.builds(lambda r, k: json.dumps({"record": r, "key": k}).encode(), records, json_values),
     st.lists(records, max_size=7).map(lambda rs: json.dumps({"records": rs}).encode()),
     st.just(json.dumps({"record": GOOD}).encode()),
+    near_bodies,
 )
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(path=st.sampled_from(["/predict", "/predict_batch"]), body=bodies)
 def test_every_body_is_decided_as_bentoml_decides_it(path: str, body: bytes) -> None:
-    assert direct_outcome(path, body) == reference(path, body)
+    """The same decision, the same error body, and for an accepted body the same records (values, types and field
+    order) and keys, whether the native validators accept the body first or the input models decide alone."""
+    expected = reference(path, body)
+    assert direct_outcome(path, body) == expected
+    assert direct_outcome(path, body, native=False) == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(single=st.booleans(), body=near_bodies)
+def test_the_native_validators_accept_nothing_the_input_models_reject(single: bool, body: bytes) -> None:
+    """What pydantic-core accepts alone, the input models accept too, and give the same values: never a record
+    scored that BentoML's path would have refused, and never one scored differently."""
+    native = NATIVE[0 if single else 1]
+    try:
+        fast = native.validate_json(body)
+    except ValidationError:
+        return
+    if single:
+        slow = PREDICT_INPUT.model_validate_json(body)
+        assert exactly(fast["record"]) == exactly(slow.record.model_dump())
+        assert fast.get("key") == slow.key
+    else:
+        rows = [r.model_dump() for r in BATCH_INPUT.model_validate_json(body).records]
+        assert [exactly({**r, "routing_key": r.get("routing_key")}) for r in fast["records"]] == [
+            exactly(r) for r in rows
+        ]
+
+
+@pytest.mark.parametrize(
+    "record",
+    [GOOD, {**GOOD, "hours": 38}, {**GOOD, "hours": None, "job": None}, {"age": 17, "hours": 0, "job": "b"}],
+)
+def test_the_native_validators_take_the_records_a_client_sends(record: dict[str, Any]) -> None:
+    """The common bodies never need the Python validators (the point of the native ones): a float field given a
+    JSON integer, nulls where allowed, the range's ends."""
+    assert NATIVE[0].validate_json(json.dumps({"record": record, "key": "k"}))["record"] == record
+    batch = NATIVE[1].validate_json(json.dumps({"records": [record, {**record, "routing_key": "u1"}]}))
+    assert batch["records"] == [record, {**record, "routing_key": "u1"}]
+    assert type(NATIVE[0].validate_json(json.dumps({"record": record}))["record"]["hours"]) in (
+        float,
+        type(None),
+    )
 
 
 @pytest.mark.parametrize(
@@ -152,7 +236,7 @@ def test_every_body_is_decided_as_bentoml_decides_it(path: str, body: bytes) -> 
     ],
 )
 def test_bad_bodies_keep_their_messages(body: bytes, status: int, says: str) -> None:
-    got_status, got = direct_outcome("/predict", body)
+    got_status, got, _ = direct_outcome("/predict", body)
     assert got_status == status
     assert says in (got if isinstance(got, str) else got.decode())
 
