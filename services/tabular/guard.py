@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sys
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, Protocol
 
@@ -91,8 +92,13 @@ def check_body(body: bytes) -> None:
         parsed = json.loads(text)
     except RecursionError:
         raise RequestRejected(400, f"the JSON nests deeper than {MAX_DEPTH} levels") from None
-    except ValueError as err:
+    except json.JSONDecodeError as err:
         raise RequestRejected(400, f"the body is not valid JSON: {err}") from None
+    except ValueError:  # the only other: an integer of more digits than Python converts (sys.int_info)
+        raise RequestRejected(
+            400,
+            f"the body holds an integer of more than {sys.get_int_max_str_digits()} digits; no field takes one",
+        ) from None
     if not isinstance(parsed, dict):
         raise RequestRejected(400, f"the body must be a JSON object, not {type(parsed).__name__}")
     if depth(parsed) >= MAX_DEPTH:

@@ -173,7 +173,7 @@ def lean_timeout() -> None:
 
     BentoML 1.4.40's ``TimeoutMiddleware`` runs each request in a task of its own and arms a timer that is never
     cancelled, so a worker answering 1,000 requests/s under a 30 s timeout keeps about 30,000 live timers. Here
-    the request runs in its own task under ``asyncio.timeout``: the same 504 body when no response has started
+    the request runs on in the task that received it, under ``asyncio.timeout``: the same 504 body when no response has started
     within the timeout, and no deadline once it has. One difference, deliberate: an error the app raises before
     answering reaches Starlette's error middleware (BentoML's 500) at once; BentoML's own middleware leaves it in
     the unawaited task and the request waits out the whole timeout (tests/unit/test_service_runtime.py).

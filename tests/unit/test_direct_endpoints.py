@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -35,6 +35,45 @@ POLICY = InputPolicy.model_validate(
 )
 _, _, PREDICT_INPUT, BATCH_INPUT = schema.request_models(POLICY)
 NATIVE = schema.native_request_validators(POLICY)
+
+
+class Contract(NamedTuple):
+    predict_input: Any
+    batch_input: Any
+    native: Any
+
+
+def contract(policy: dict[str, Any]) -> Contract:
+    checked = InputPolicy.model_validate(policy)
+    _, _, predict_input, batch_input = schema.request_models(checked)
+    return Contract(predict_input, batch_input, schema.native_request_validators(checked))
+
+
+CONTRACTS = {  # the first is POLICY; the others: no ranges and a free category; the unknown-category policy
+    "bounded": Contract(PREDICT_INPUT, BATCH_INPUT, NATIVE),
+    "open": contract(
+        {
+            "unknown_category": "reject",
+            "max_batch_records": 5,
+            "fields": [
+                {"name": "age", "type": "int"},
+                {"name": "hours", "type": "float"},
+                {"name": "job", "type": "category", "nullable": True},
+            ],
+        }
+    ),
+    "unknown": contract(
+        {
+            "unknown_category": "unknown",
+            "max_batch_records": 5,
+            "fields": [
+                {"name": "age", "type": "int", "min": 17, "max": 90},
+                {"name": "hours", "type": "float", "min": 0, "max": 99, "nullable": True},
+                {"name": "job", "type": "category", "categories": ["a", "b"]},
+            ],
+        }
+    ),
+}
 GOOD = {"age": 40, "hours": 38.5, "job": "a"}
 
 
@@ -59,7 +98,9 @@ def answers(rows: list[dict[str, Any]], keys: list[str | None], ids: list[str]) 
     ]
 
 
-def endpoints(predict: Any = None, native: bool = True) -> tuple[DirectEndpoints, list[Any]]:
+def endpoints(
+    predict: Any = None, native: bool = True, rules: Contract = CONTRACTS["bounded"]
+) -> tuple[DirectEndpoints, list[Any]]:
     calls: list[Any] = []
 
     async def scoring(
@@ -72,13 +113,13 @@ def endpoints(predict: Any = None, native: bool = True) -> tuple[DirectEndpoints
 
     ids = iter(range(10**9))
     direct = DirectEndpoints(
-        PREDICT_INPUT,
-        BATCH_INPUT,
+        rules.predict_input,
+        rules.batch_input,
         lambda: scoring,
         lambda header: header or "generated",
         lambda n: [f"id{next(ids)}" for _ in range(n)],
         server="BentoML Service/test",
-        native=NATIVE if native else None,
+        native=rules.native if native else None,
     )
     return direct, calls
 
@@ -93,7 +134,7 @@ def exactly(row: dict[str, Any]) -> list[tuple[str, str]]:
     return [(k, repr(v)) for k, v in row.items()]
 
 
-def reference(path: str, body: bytes) -> Outcome:
+def reference(path: str, body: bytes, rules: Contract = CONTRACTS["bounded"]) -> Outcome:
     """What the path through BentoML answers: the guard's check, then BentoML's JSON serde and 400 body; for an
     accepted body, the records the service method is given (``model_dump()``, as ``predict`` calls it)."""
     try:
@@ -102,10 +143,10 @@ def reference(path: str, body: bytes) -> Outcome:
         return rejected.status, rejected.message, None
     try:
         if path == "/predict":
-            request: Any = PREDICT_INPUT.model_validate_json(body)
+            request: Any = rules.predict_input.model_validate_json(body)
             scored = ([exactly(request.record.model_dump())], [request.key])
         else:
-            rows = [r.model_dump() for r in BATCH_INPUT.model_validate_json(body).records]
+            rows = [r.model_dump() for r in rules.batch_input.model_validate_json(body).records]
             keys = [row.pop("routing_key") for row in rows]
             scored = ([exactly(row) for row in rows], keys)
     except ValidationError as exc:
@@ -113,8 +154,10 @@ def reference(path: str, body: bytes) -> Outcome:
     return 200, b"", scored
 
 
-def direct_outcome(path: str, body: bytes, native: bool = True) -> Outcome:
-    direct, calls = endpoints(native=native)
+def direct_outcome(
+    path: str, body: bytes, native: bool = True, rules: Contract = CONTRACTS["bounded"]
+) -> Outcome:
+    direct, calls = endpoints(native=native, rules=rules)
     try:
         answer = asyncio.run(direct(path, body, {}))
     except RequestRejected as rejected:
@@ -144,13 +187,15 @@ near_values = {  # mostly what the contract accepts, in every JSON form it may c
     "age": st.integers(17, 90)
     | st.integers(17, 90).map(float)
     | st.floats(10, 100)
-    | st.sampled_from([40.0, 17, 90, 16, 91, -0.0, 2**63, 1e308, True, "40"]),
+    | st.sampled_from([40.0, 17, 90, 16, 91, -0.0, 2**63, -(2**63) - 1, 10**30, 1e308, True, "40"]),
     "hours": st.floats(0, 99)
     | st.integers(0, 99)
     | st.none()
     | st.floats(-5, 120)
-    | st.sampled_from([-0.0, 1e-320, 99.0000001, 2**64]),
-    "job": st.sampled_from(["a", "b", None]) | st.sampled_from(["A", "a ", "", 1]),
+    | st.sampled_from(
+        [-0.0, 1e-320, 99.0000001, 2**64, 10**400, float("nan"), float("inf"), -float("inf"), 1e308]
+    ),
+    "job": st.sampled_from(["a", "b", None]) | st.sampled_from(["A", "a ", "", 1, "\u00e9", "x" * 300]),
 }
 near_records = st.fixed_dictionaries(near_values)
 keyed_records = st.fixed_dictionaries(
@@ -177,31 +222,36 @@ bodies = st.one_of(
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(path=st.sampled_from(["/predict", "/predict_batch"]), body=bodies)
-def test_every_body_is_decided_as_bentoml_decides_it(path: str, body: bytes) -> None:
+@given(
+    path=st.sampled_from(["/predict", "/predict_batch"]), body=bodies, rules=st.sampled_from(list(CONTRACTS))
+)
+def test_every_body_is_decided_as_bentoml_decides_it(path: str, body: bytes, rules: str) -> None:
     """The same decision, the same error body, and for an accepted body the same records (values, types and field
     order) and keys, whether the native validators accept the body first or the input models decide alone."""
-    expected = reference(path, body)
-    assert direct_outcome(path, body) == expected
-    assert direct_outcome(path, body, native=False) == expected
+    expected = reference(path, body, CONTRACTS[rules])
+    assert direct_outcome(path, body, rules=CONTRACTS[rules]) == expected
+    assert direct_outcome(path, body, native=False, rules=CONTRACTS[rules]) == expected
 
 
 @settings(max_examples=300, deadline=None)
-@given(single=st.booleans(), body=near_bodies)
-def test_the_native_validators_accept_nothing_the_input_models_reject(single: bool, body: bytes) -> None:
+@given(single=st.booleans(), body=near_bodies, rules=st.sampled_from(list(CONTRACTS)))
+def test_the_native_validators_accept_nothing_the_input_models_reject(
+    single: bool, body: bytes, rules: str
+) -> None:
     """What pydantic-core accepts alone, the input models accept too, and give the same values: never a record
     scored that BentoML's path would have refused, and never one scored differently."""
-    native = NATIVE[0 if single else 1]
+    native = CONTRACTS[rules].native[0 if single else 1]
+    predict_input, batch_input = CONTRACTS[rules].predict_input, CONTRACTS[rules].batch_input
     try:
         fast = native.validate_json(body)
     except ValidationError:
         return
     if single:
-        slow = PREDICT_INPUT.model_validate_json(body)
+        slow = predict_input.model_validate_json(body)
         assert exactly(fast["record"]) == exactly(slow.record.model_dump())
         assert fast.get("key") == slow.key
     else:
-        rows = [r.model_dump() for r in BATCH_INPUT.model_validate_json(body).records]
+        rows = [r.model_dump() for r in batch_input.model_validate_json(body).records]
         assert [exactly({**r, "routing_key": r.get("routing_key")}) for r in fast["records"]] == [
             exactly(r) for r in rows
         ]
@@ -233,6 +283,9 @@ def test_the_native_validators_take_the_records_a_client_sends(record: dict[str,
         (json.dumps({"record": {**GOOD, "age": "40"}}).encode(), 400, "a string is not a number"),
         (json.dumps({"record": {**GOOD, "job": "z"}}).encode(), 400, "unknown category"),
         (json.dumps({"record": {**GOOD, "x": 1}}).encode(), 400, "Extra inputs are not permitted"),
+        (b'{"record": {"age": 1' + b"0" * 4400 + b"}}", 400, "an integer of more than 4300 digits"),
+        (json.dumps({"record": {**GOOD, "hours": 10**400}}).encode(), 400, "beyond what a float holds"),
+        (json.dumps({"record": {**GOOD, "hours": 10**19}}).encode(), 400, "less than or equal to 99"),
     ],
 )
 def test_bad_bodies_keep_their_messages(body: bytes, status: int, says: str) -> None:
@@ -392,3 +445,37 @@ def test_requests_waiting_on_the_event_loop_hold_their_slots() -> None:
     assert seen["shed"] == ["admission"] * 6 and guard.in_flight == 0
     shed = next(m for m in sent if m[0]["status"] == 503)
     assert dict(shed[0]["headers"])[b"retry-after"] == b"3"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"record": GOOD, **{f"k{i}": 0 for i in range(20_000)}},
+        {"record": {**GOOD, **{f"k{i}": 0 for i in range(20_000)}}},
+        {"records": [{**GOOD, **{f"k{i}": 0 for i in range(20_000)}}]},
+        {"record": {**GOOD, "x" * 100_000: 1}},
+        {"records": [{"x" * 100_000: 1, "y" * 100_000: 2}] * 5},
+    ],
+    ids=["top-level", "record", "batch-record", "long-name", "long-names-in-a-batch"],
+)
+@pytest.mark.parametrize("path", ["/predict", "/predict_batch"])
+def test_an_error_answer_is_never_larger_than_the_fields_it_can_name(path: str, body: dict[str, Any]) -> None:
+    """One error per extra field made 1.9 MB of extras a 25.7 MB answer. At most five extra fields are named per
+    object, each name cut at 80 characters, so a 400 is bounded by the contract (fields and batch size), not by
+    the body; the same on BentoML's path (the input models do it) as on the direct one."""
+    raw = json.dumps(body).encode()
+    status, answer, _ = direct_outcome(path, raw)
+    assert (status, answer) == reference(path, raw)[:2]
+    assert status == 400 and isinstance(answer, bytes)
+    records = len(body.get("records", [None]))
+    assert len(answer) < 1_000 * records, len(answer)
+    detail = json.loads(answer)["detail"]
+    assert len(detail) <= (3 + schema.MAX_EXTRA_NAMED) * records + 2
+    assert all(len(str(part)) <= 120 for error in detail for part in error["loc"])  # 80 and a note
+
+
+def test_a_few_short_extra_fields_are_each_named_as_before() -> None:
+    body = json.dumps({"record": {**GOOD, "x": 1, "y": 2}}).encode()
+    status, answer, _ = direct_outcome("/predict", body)
+    assert status == 400 and isinstance(answer, bytes)
+    assert [e["loc"] for e in json.loads(answer)["detail"]] == [["record", "x"], ["record", "y"]]
