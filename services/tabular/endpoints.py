@@ -10,10 +10,10 @@ stays in force: BentoML's request metrics (the canary analysis reads them), its 
 The answers are BentoML's, byte for byte: a body is checked first by strict schemas that pydantic-core runs
 without Python (``schema.native_request_validators``); a body they do not accept goes to the same pydantic models
 BentoML validates it with (``model_validate_json``, as BentoML's JSON serde does), for their decision and their
-words (py-spy: validation was 12% of a 32-record request's time, 3% now). A validation error is BentoML's 400 body, one prediction is serialized by pydantic
-and a list by ``json.dumps`` as BentoML 1.4 does, and the headers are the same, in the same order. The BentoML
-``@api`` methods stay: they document the endpoints (``/docs.json``), serve them when ``direct`` is off, and run
-the same service code. Adaptive batching
+words (py-spy: validation was 12% of a 32-record request's time, 3% now). A validation error is BentoML's 400
+body, one prediction is serialized by pydantic and a list by ``json.dumps`` as BentoML 1.4 does, and the headers
+are the same, in the same order. The BentoML ``@api`` methods stay: they document the endpoints (``/docs.json``),
+serve them when ``direct`` is off, and run the same service code. Adaptive batching
 (``serving.batching.adaptive``) needs BentoML's dispatcher, so ``/predict_batch`` then goes through BentoML.
 """
 

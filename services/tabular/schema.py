@@ -29,6 +29,7 @@ from services.tabular.spec import InputPolicy
 
 UNKNOWN_SEEN: dict[str, int] = {}  # field -> count of unknown categories mapped to null (read by the service)
 INT64 = (-(2**63), 2**63 - 1)
+KEY_MAX = 256  # characters in a routing key
 
 
 def _json_number(value: Any) -> Any:
@@ -58,13 +59,21 @@ def _routing_key(value: Any) -> Any:
         return None
     if not isinstance(value, str):
         raise ValueError(
-            f"the routing key must be a string of 1 to 256 characters, not {type(value).__name__}"
+            f"the routing key must be a string of 1 to {KEY_MAX} characters, not {type(value).__name__}"
         )
-    if not 1 <= len(value) <= 256:
+    if not 1 <= len(value) <= KEY_MAX:
         raise ValueError(
-            f"the routing key must be a string of 1 to 256 characters, not {len(value)} characters"
+            f"the routing key must be a string of 1 to {KEY_MAX} characters, not {len(value)} characters"
         )
     return value
+
+
+def int_range(f: Any) -> Any:
+    """An int field's range as a pydantic ``Field``: the contract's, within int64."""
+    return Field(
+        ge=max(f.min, INT64[0]) if f.min is not None else INT64[0],
+        le=min(f.max, INT64[1]) if f.max is not None else INT64[1],
+    )
 
 
 def _json_integer(value: Any) -> Any:
@@ -142,9 +151,7 @@ def record_model(
         if f.type == "category":
             base: Any = Annotated[str, Text]
         elif f.type == "int":  # an integral JSON number (40 or 40.0), within the contract's range and int64
-            lo = max(f.min, INT64[0]) if f.min is not None else INT64[0]
-            hi = min(f.max, INT64[1]) if f.max is not None else INT64[1]
-            base = Annotated[int, Integer, Field(ge=lo, le=hi)]
+            base = Annotated[int, Integer, int_range(f)]
         else:  # a finite JSON number within the contract's range
             base = Annotated[float, Float, Field(ge=f.min, le=f.max, allow_inf_nan=False)]
         annotation = base | None if f.nullable else base
@@ -205,6 +212,7 @@ def request_models(
 
 
 NATIVE = ConfigDict(extra="forbid", strict=True)
+NativeKey = Annotated[str, StringConstraints(min_length=1, max_length=KEY_MAX)] | None  # as _routing_key
 
 
 def _native_record(policy: InputPolicy, name: str, routing_key: bool) -> Any:
@@ -215,16 +223,12 @@ def _native_record(policy: InputPolicy, name: str, routing_key: bool) -> Any:
         elif f.type == "category":
             base = str
         elif f.type == "int":
-            lo = max(f.min, INT64[0]) if f.min is not None else INT64[0]
-            hi = min(f.max, INT64[1]) if f.max is not None else INT64[1]
-            base = Annotated[int, Field(ge=lo, le=hi)]
+            base = Annotated[int, int_range(f)]
         else:
             base = Annotated[float, Field(ge=f.min, le=f.max, allow_inf_nan=False)]
         fields[f.name] = base | None if f.nullable else base
     if routing_key:
-        fields["routing_key"] = NotRequired[
-            Annotated[str, StringConstraints(min_length=1, max_length=256)] | None
-        ]
+        fields["routing_key"] = NotRequired[NativeKey]
     record = TypedDict(name, fields)  # type: ignore[misc]
     record.__pydantic_config__ = NATIVE  # type: ignore[attr-defined]
     return record
@@ -247,7 +251,7 @@ def native_request_validators(policy: InputPolicy) -> tuple[TypeAdapter[Any], Ty
     class PredictInput(TypedDict):
         __pydantic_config__ = NATIVE  # type: ignore[misc]
         record: record_type  # type: ignore[valid-type]
-        key: NotRequired[Annotated[str, StringConstraints(min_length=1, max_length=256)] | None]
+        key: NotRequired[NativeKey]
 
     class BatchInput(TypedDict):
         __pydantic_config__ = NATIVE  # type: ignore[misc]
