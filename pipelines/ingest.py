@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import re
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -43,81 +44,235 @@ def verify_checksum(path: Path, expected: str, key: str) -> str:
 def parse_rows(path: Path, dataset: DatasetConfig) -> tuple[list[list[str]], list[int]]:
     """Split a delimited text file into trimmed fields; return the rows and their 1-based line numbers.
 
-    Each physical line is one record (``\n`` or ``\r\n`` endings). A line with an undecodable byte, a control,
-    format or replacement character, a quoting error or the wrong number of fields is reported with its number
-    and its text as written; any such line stops ingest.
+    Each physical line is one record (``\n`` or ``\r\n`` endings; the last line may lack its newline). Blank
+    lines are skipped wherever they are; comment lines only before the data (the header included). With
+    ``dataset.format.header`` the first other line is the header, judged like every line: if it cannot be read,
+    no later line is taken for it, and a header that does not fit the data is reported on its own line. A line
+    with an undecodable byte, a control, format or replacement character, a quoting error, only empty fields,
+    the wrong number of fields, or the column names where data should be is reported with its number and its text
+    as written; any such line stops ingest.
     """
-    fmt, names = dataset.format, dataset.file_columns
     raw = path.read_bytes()
     if not raw.strip():
         raise IngestError(
-            f"{path}: the file is empty ({len(raw)} bytes); expected {len(names)} columns per line"
+            f"{path}: the file is empty ({len(raw)} bytes); expected {len(dataset.file_columns)} columns per line"
         )
-    problems: list[text.TextProblem] = []
-    rows: list[list[str]] = []
-    lines: list[int] = []
-    n_bad = 0
-    header_seen = not fmt.header
-    data_seen = False
-    positions = list(
-        range(len(names))
-    )  # the field of each configured column; from the header when there is one
-    width = len(names)
+    reader = LineReader(path, dataset)
+    for number, raw_line in enumerate(raw.split(b"\n"), start=1):
+        reader.read(number, raw_line.removesuffix(b"\r"))
+    return reader.finish()
 
-    def bad(problem: text.TextProblem) -> None:
-        nonlocal n_bad
-        n_bad += 1
-        if len(problems) < MAX_EXAMPLES:
-            problems.append(problem)
 
-    def at(number: int, line: str, position: int, what: str) -> text.TextProblem:
-        where = text.field_at(line, position, fmt.separator, names)
+class LineReader:
+    """``parse_rows``' state: one line at a time, the header line like any other."""
+
+    def __init__(self, path: Path, dataset: DatasetConfig) -> None:
+        self.path, self.fmt, self.names = path, dataset.format, dataset.file_columns
+        self.problems: list[text.TextProblem] = []
+        self.n_bad = 0
+        self.rows: list[list[str]] = []
+        self.lines: list[int] = []
+        self.header_line = 0  # the header's line once met (with format.header); 0 before
+        self.header: list[str] | None = None  # its names once read and accepted: fields are then named by it
+        self.data_seen = False
+        self.comments: list[int] = []  # comment lines skipped before the data
+        self.positions = list(range(len(self.names)))  # the field of each configured column
+        self.width = len(self.names)
+        self.widths: list[tuple[int, int, str]] = []  # data lines of another width: (line, fields, text)
+        self.n_widths = 0
+        self.name_keys = {loose_name(n) for n in self.names}
+
+    def bad(self, problem: text.TextProblem) -> None:
+        self.n_bad += 1
+        if len(self.problems) < MAX_EXAMPLES:
+            self.problems.append(problem)
+
+    def at(self, number: int, line: str, position: int, what: str) -> text.TextProblem:
+        names = self.header if self.header is not None else self.names
+        if self.fmt.header and (self.awaiting_header() or number <= self.header_line):
+            names = []  # the header itself, or a line before it: fields by number
+        where = text.field_at(line, position, self.fmt.separator, names)
         return text.TextProblem(
             number, f"{what} at column {position + 1} ({where}): {text.around(line, position)}"
         )
 
-    for number, raw_line in enumerate(raw.split(b"\n"), start=1):
-        line, undecodable = text.decode_line(raw_line.removesuffix(b"\r"), number, fmt.encoding)
+    def awaiting_header(self) -> bool:
+        return self.fmt.header and not self.header_line
+
+    def unreadable(self, number: int) -> None:
+        """A line that could not be read: if the header was due, this was it (no later line is taken for it)."""
+        if self.awaiting_header():
+            self.header_line = number
+
+    def names_row(self, values: list[str]) -> bool:
+        """Whether a data line holds the column names (the header's, else the configured ones, loosely): at least
+        two of them and at least half (one for a single-column table), the first field among them."""
+        keys = self.name_keys
+        if not values or loose_name(values[0]) not in keys:
+            return False
+        return len(keys & {loose_name(v) for v in values}) >= min(len(keys), max(2, (len(keys) + 1) // 2))
+
+    def read(self, number: int, raw_line: bytes) -> None:
+        line, undecodable = text.decode_line(raw_line, number, self.fmt.encoding)
         if undecodable:
-            bad(undecodable)
-            continue
+            self.bad(undecodable)
+            self.unreadable(number)
+            return
         if not line.strip():
-            continue
+            return
         position = text.forbidden_char(line)
         if position >= 0:
             what = text.describe_char(line[position])
             if number == 1 and position == 0 and line.startswith(text.BOM):
                 what += " (a byte order mark: set dataset.format.encoding: utf-8-sig to accept one)"
-            bad(at(number, line, position, what))
-            continue
+            self.bad(self.at(number, line, position, what))
+            self.unreadable(number)
+            return
         # comment lines are recognised only before the data: a data row may start with any character
-        if not data_seen and fmt.comment_prefix and line.lstrip().startswith(fmt.comment_prefix):
-            continue
+        if (
+            not self.data_seen
+            and self.fmt.comment_prefix
+            and line.lstrip().startswith(self.fmt.comment_prefix)
+        ):
+            self.comments.append(number)
+            return
+        if not self.data_seen and self.header is None and SEP_HINT.fullmatch(line.strip()):
+            self.bad(
+                text.TextProblem(
+                    number,
+                    f"{text.excerpt(line)} is a spreadsheet's separator declaration, not "
+                    f"{'a header' if self.fmt.header else 'data'}: remove the line "
+                    f"(dataset.format.separator is {self.fmt.separator!r})",
+                )
+            )
+            self.unreadable(number)
+            return
         try:
-            fields = text.split_line(line, fmt.separator, fmt.quoting)
+            values = text.split_line(line, self.fmt.separator, self.fmt.quoting)
         except text.QuoteError as err:
-            bad(at(number, line, err.position, str(err)))
-            continue
-        if not header_seen:
-            header_seen = True
-            positions, width = header_positions(path, number, fields, names), len(fields)
-            continue
-        data_seen = True
-        if len(fields) != width:
-            bad(text.TextProblem(number, f"{len(fields)} fields, expected {width}: {text.excerpt(line)}"))
-            continue
-        rows.append([fields[i] for i in positions])
-        lines.append(number)
-    if problems:
-        total = max(n_bad, len(problems))
-        raise IngestError(
-            f"{path}: {total} line(s) do not have the {width} expected fields or hold text that cannot be read "
-            "(a truncated or damaged file, a stray quote, a control character, a column missing or added):\n  "
-            + "\n  ".join(map(str, problems))
+            self.bad(self.at(number, line, err.position, str(err)))
+            self.unreadable(number)
+            return
+        if not any(values):
+            self.bad(
+                text.TextProblem(
+                    number, f"every field is empty (a spreadsheet's blank row?): {text.excerpt(line)}"
+                )
+            )
+            self.unreadable(number)
+            return
+        if self.awaiting_header():
+            self.header_line = number
+            problem = self.read_header(
+                number, line, text.split_fields(line, self.fmt.separator, self.fmt.quoting)
+            )
+            if problem:
+                self.bad(problem)
+            return
+        self.data_seen = True
+        if self.header_line and self.header is None:
+            return  # the header was not read: a data line's fields cannot be placed; its text is still checked
+        if self.names_row(values):
+            self.bad(self.repeated_header(number, line))
+            return
+        if len(values) != self.width:
+            self.n_widths += 1
+            if len(self.widths) < MAX_EXAMPLES:
+                self.widths.append((number, len(values), line))
+            return
+        self.rows.append([values[i] for i in self.positions])
+        self.lines.append(number)
+
+    def repeated_header(self, number: int, line: str) -> text.TextProblem:
+        if self.fmt.header:
+            what = f"holds the column names again, repeating the header of line {self.header_line} (files joined end to end?)"
+        elif not self.rows and not self.widths:
+            what = "holds the column names, not data: set dataset.format.header: true if the file has a header row"
+        else:
+            what = "holds the column names, not data (files with a header row joined end to end?)"
+        return text.TextProblem(number, f"{what}: {text.excerpt(line)}")
+
+    def read_header(self, number: int, line: str, fields: list[tuple[int, str]]) -> text.TextProblem | None:
+        """Accept the header line (the field of each configured column), or the problem that stops it."""
+        values = [value.strip() for _, value in fields]
+        unique = unique_header(values)
+        index = {name: i for i, name in enumerate(unique)}
+        missing = [c for c in self.names if c not in index]
+        if not missing:
+            self.header, self.positions, self.width = unique, [index[c] for c in self.names], len(values)
+            self.name_keys = {loose_name(n) for n in unique if n}
+            return None
+        loose = {loose_name(name): i for i, name in reversed(list(enumerate(unique)))}
+        near = [(c, loose[loose_name(c)]) for c in missing if loose_name(c) in loose]
+        if near:
+            shown = "; ".join(
+                f"'{unique[i]}' (field {i + 1}, column {fields[i][0] + 1}) differs from the configured '{c}' only by "
+                "case, spaces or punctuation"
+                for c, i in near[:MAX_EXAMPLES]
+            )
+            return text.TextProblem(
+                number,
+                f"the header's names must match dataset.columns exactly: {shown}; correct the header or rename "
+                "the column in dataset.columns",
+            )
+        skipped = (
+            f" (line(s) {self.comments[:MAX_EXAMPLES]} were skipped as comments)" if self.comments else ""
         )
-    if not rows:
-        raise IngestError(f"{path}: no data rows (only blank, comment or header lines)")
-    return rows, lines
+        if not any(loose_name(c) in loose for c in self.names):
+            return text.TextProblem(
+                number,
+                f"the header holds none of the configured column names{skipped}: {text.excerpt(line)} reads like a "
+                "data row; if the file has no header row, set dataset.format.header: false",
+            )
+        repeated = sorted({h for h in unique if h != h.rsplit("_", 1)[0] and h.rsplit("_", 1)[0] in index})
+        hint = f"; repeated names are read as {repeated}" if repeated else ""
+        return text.TextProblem(
+            number,
+            f"dataset.columns names {missing}, which the header does not have; the header has {unique}{hint}",
+        )
+
+    def finish(self) -> tuple[list[list[str]], list[int]]:
+        width_problems = [
+            text.TextProblem(n, f"{k} fields, expected {self.width}: {text.excerpt(line)}")
+            for n, k, line in self.widths
+        ]
+        n_bad = self.n_bad + self.n_widths
+        if self.header is not None and self.widths and not self.rows:
+            # no data line fits the header: the header is the line at fault
+            counts = Counter(k for _, k, _ in self.widths)
+            common = counts.most_common(1)[0][0]
+            trailing = " (the header ends with a separator)" if self.header[-1] == "" else ""
+            width_problems = [
+                text.TextProblem(
+                    self.header_line,
+                    f"the header has {self.width} fields{trailing}, but no data line does: the first "
+                    f"{len(self.widths)} have {common}",
+                )
+            ]
+            n_bad = self.n_bad + 1
+        problems = sorted(self.problems + width_problems, key=lambda p: p.line)[:MAX_EXAMPLES]
+        if problems:
+            raise IngestError(
+                f"{self.path}: {max(n_bad, len(problems))} line(s) do not have the {self.width} expected fields "
+                "or hold text that cannot be read (a truncated or damaged file, a stray quote, a control character, a "
+                "column missing or added, a header that does not fit):\n  " + "\n  ".join(map(str, problems))
+            )
+        if self.fmt.header and not self.header_line:
+            raise IngestError(
+                f"{self.path}: no header line (dataset.format.header is true; only blank or comment lines)"
+            )
+        if not self.rows:
+            raise IngestError(f"{self.path}: no data rows (only blank, comment or header lines)")
+        return self.rows, self.lines
+
+
+# Excel writes `sep=;` as its first line when asked to name the separator.
+SEP_HINT = re.compile(r"sep=.", re.IGNORECASE)
+
+
+def loose_name(name: str) -> str:
+    """A column name with case, spaces, underscores and hyphens ignored: 'Loan Amount' ~ 'loan_amount'."""
+    return re.sub(r"[\s_\-]+", "", name).casefold()
 
 
 def unique_header(header: list[str]) -> list[str]:
@@ -129,22 +284,6 @@ def unique_header(header: list[str]) -> list[str]:
         seen[name] = seen.get(name, 0) + 1
         out.append(name if seen[name] == 1 else f"{name}_{seen[name]}")
     return out
-
-
-def header_positions(path: Path, line: int, header: list[str], names: list[str]) -> list[int]:
-    """The field index of each configured column, found by name in the header (any order; other columns are
-    ignored). A configured column the header lacks is an error naming both."""
-    unique = unique_header([h.strip() for h in header])
-    index = {name: i for i, name in enumerate(unique)}
-    missing = [c for c in names if c not in index]
-    if missing:
-        repeated = sorted({h for h in unique if h != h.rsplit("_", 1)[0] and h.rsplit("_", 1)[0] in index})
-        hint = f"; repeated names are read as {repeated}" if repeated else ""
-        raise IngestError(
-            f"{path} (line {line}): dataset.columns names {missing}, which the header does not have; "
-            f"the header has {unique}{hint}"
-        )
-    return [index[c] for c in names]
 
 
 # Numbers as written in ASCII decimal notation: no inf or nan, no hexadecimal, no digit separators, no digits of

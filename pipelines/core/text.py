@@ -47,10 +47,13 @@ def decode_line(raw: bytes, number: int, encoding: str) -> tuple[str, TextProble
     except UnicodeDecodeError as err:
         column = len(raw[: err.start].decode("utf-8", "replace")) + 1
         before = raw[max(0, err.start - 20) : err.start].decode("utf-8", "replace")
+        if number == 1 and raw[:2] in (b"\xff\xfe", b"\xfe\xff"):
+            hint = "a UTF-16 byte order mark: the file is UTF-16 (a spreadsheet's 'Unicode text'); re-encode it as UTF-8"
+        else:
+            hint = "is the file Latin-1 or UTF-16? re-encode it as UTF-8"
         problem = TextProblem(
             number,
-            f"not UTF-8 text: byte(s) {raw[err.start : err.end]!r} at column {column}, after {before!r} (is the "
-            "file Latin-1 or UTF-16? re-encode it as UTF-8)",
+            f"not UTF-8 text: byte(s) {raw[err.start : err.end]!r} at column {column}, after {before!r} ({hint})",
         )
         return "", problem
 
@@ -80,12 +83,21 @@ def field_at(line: str, position: int, separator: str, names: list[str]) -> str:
 
 
 def split_line(line: str, separator: str, quoting: str) -> list[str]:
-    """Split one line into trimmed fields; raise ``QuoteError`` at the first quoting problem.
+    """Split one line into trimmed fields; raise ``QuoteError`` at the first quoting problem (see ``split_fields``)."""
+    if quoting == "none" and '"' not in line:
+        return [f.strip() for f in line.split(separator)]  # the common case, without the columns
+    return [value for _, value in split_fields(line, separator, quoting)]
+
+
+def split_fields(line: str, separator: str, quoting: str) -> list[tuple[int, str]]:
+    """Split one line into ``(column, value)`` pairs: each field's trimmed value and the 0-based position where its
+    text starts (for messages that point at a field); raise ``QuoteError`` at the first quoting problem.
 
     ``quoting: none``: double quotes are not special, and a double quote anywhere is an error (a stray quote in a
     file that never quotes would otherwise swallow the lines after it). ``quoting: minimal``: RFC 4180 quoting
     within one line: a field is either unquoted and free of double quotes, or wholly quoted with inner quotes
-    doubled (it may hold the separator, not a line break).
+    doubled (it may hold the separator, not a line break). Either way a line with ``k`` separators outside quotes
+    has ``k + 1`` fields, whatever the separator (a space included).
     """
     if quoting == "none":
         if '"' in line:
@@ -93,20 +105,27 @@ def split_line(line: str, separator: str, quoting: str) -> list[str]:
                 line.index('"'),
                 "a stray double quote (dataset.format.quoting is none: this file never quotes)",
             )
-        return [f.strip() for f in line.split(separator)]
-    fields, i, n = [], 0, len(line)
+        out, start = [], 0
+        for raw in line.split(separator):
+            value = raw.strip()
+            out.append((start + (raw.index(value) if value else 0), value))
+            start += len(raw) + 1
+        return out
+    fields: list[tuple[int, str]] = []
+    i, n = 0, len(line)
     while True:
-        while i < n and line[i] == " ":
+        begin = i
+        while i < n and line[i] != separator and line[i].isspace():
             i += 1
         if i < n and line[i] == '"':
-            start, i, value = i, i + 1, []
+            start, i, parts = i, i + 1, []
             while True:
                 close = line.find('"', i)
                 if close < 0:
                     raise QuoteError(start, "a quoted field does not close on the line it opens")
-                value.append(line[i:close])
+                parts.append(line[i:close])
                 if line.startswith('""', close):
-                    value.append('"')
+                    parts.append('"')
                     i = close + 2
                     continue
                 i = close + 1
@@ -115,19 +134,17 @@ def split_line(line: str, separator: str, quoting: str) -> list[str]:
             tail = line[i:] if rest < 0 else line[i:rest]
             if tail.strip():
                 raise QuoteError(i, "text after the closing quote of a quoted field")
-            fields.append("".join(value))
-            if rest < 0:
-                return fields
-            i = rest + 1
+            fields.append((start, "".join(parts)))
         else:
-            rest = line.find(separator, i)
-            raw = line[i:] if rest < 0 else line[i:rest]
+            rest = line.find(separator, begin)
+            raw = line[begin:] if rest < 0 else line[begin:rest]
             if '"' in raw:
-                raise QuoteError(i + raw.index('"'), "a double quote inside an unquoted field")
-            fields.append(raw.strip())
-            if rest < 0:
-                return fields
-            i = rest + 1
+                raise QuoteError(begin + raw.index('"'), "a double quote inside an unquoted field")
+            value = raw.strip()
+            fields.append((begin + (raw.index(value) if value else 0), value))
+        if rest < 0:
+            return fields
+        i = rest + 1
 
 
 class QuoteError(ValueError):

@@ -108,15 +108,18 @@ def test_missing_file_is_reported(dataset: DatasetConfig, tmp_path: Path) -> Non
 def test_header_feed_detects_a_renamed_column(dataset: DatasetConfig, tmp_path: Path) -> None:
     names = list(dataset.columns)
     path = tmp_path / "adult.data"
-    renamed = ["Age", *names[1:]]
+    renamed = ["years", *names[1:]]
     path.write_text(", ".join(renamed) + "\n" + RAW_TRAIN_LINE + "\n")
     headered = with_file(dataset, path).model_copy(
         update={"format": dataset.format.model_copy(update={"header": True})}
     )
     with pytest.raises(
-        IngestError, match=r"\(line 1\): dataset.columns names \['age'\], which the header does not have"
+        IngestError, match=r"line 1: dataset.columns names \['age'\], which the header does not have"
     ):
         ingest_file(headered, "train")
+    path.write_text(", ".join(["Age", *names[1:]]) + "\n" + RAW_TRAIN_LINE + "\n")
+    with pytest.raises(IngestError, match=r"line 1: .*'Age' \(field 1, column 1\) differs from the configured 'age' only by case"):
+        ingest_file(with_file(headered, path), "train")
     path.write_text(", ".join(names) + "\n" + RAW_TRAIN_LINE + "\n")
     table, entry = ingest_file(with_file(headered, path), "train")
     assert len(table) == 1 and entry["rows"] == 1
