@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 import yaml
 
+from models import products
 from models.features import FeatureSpec
 from models.tabular import TabularClassifier, TabularDataModule
 
@@ -74,8 +75,20 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=512)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--products",
+        choices=["pinned", "mkl"],
+        default="pinned",
+        help="the network's matrix products: models.products (OpenBLAS, pinned) or torch's own (MKL)",
+    )
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
+    if args.products == "mkl":
+
+        def torch_matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+            return torch.matmul(a, b)
+
+        products.matmul = torch_matmul  # the products before issue 23, to measure what pinning them costs
     dm, module = build(args.repo, args.batch_size, args.seed)
     fit = lightning_fit if args.mode == "lightning" else plain_fit
     seconds = fit(dm, module, args.epochs)
@@ -85,6 +98,7 @@ def main() -> None:
         json.dumps(
             {
                 "mode": args.mode,
+                "products": args.products,
                 "seconds": seconds,
                 "rows": rows,
                 "epochs": args.epochs,

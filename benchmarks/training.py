@@ -5,7 +5,8 @@ Each repeat runs, in a fresh copy of the repository prepared with `dvc repro spl
 trained for the same epochs on the same data, batches, optimizer and schedule, once by Lightning and once by a
 plain PyTorch loop, in separate processes, alternating which goes first (`benchmarks/train_loop.py`; validation,
 logging and checkpointing off in both; time covers the fit only); (2) every training stage's command from
-dvc.yaml, timed with its peak RSS. Latency is measured in this process on the artifacts the last repeat produced,
+dvc.yaml, timed with its peak RSS. The plain loop also runs with torch's own matrix products (MKL, as before
+issue 23) beside the pinned ones of `models.products`, for the cost of training the same bytes on every CPU. Latency is measured in this process on the artifacts the last repeat produced,
 with the `evaluation.latency` settings: single-row calls and batches, as in the `evaluate` stage. Medians over
 the repeats.
 """
@@ -26,6 +27,7 @@ from pipelines.core import latency
 from pipelines.core.workspace import ROOT, copy_worktree
 
 EPOCHS = 10
+MKL = "plain, MKL products"
 
 
 def training_stages(repo: Path) -> list[tuple[str, str]]:
@@ -43,22 +45,28 @@ def training_stages(repo: Path) -> list[tuple[str, str]]:
 
 
 def run(repeats: int) -> dict[str, Any]:
-    loops: dict[str, list[dict[str, Any]]] = {"lightning": [], "plain": []}
+    # "plain, MKL products": the plain loop with torch's own matrix products, as before issue 23 (MKL_CBWR=AVX2),
+    # against the pinned products of models.products: what byte-identical training on Intel and AMD costs
+    loops: dict[str, list[dict[str, Any]]] = {"lightning": [], "plain": [], MKL: []}
     stage_runs: dict[str, list[Any]] = {}
     latencies: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="bench-training-") as tmp:
         repo = copy_worktree(Path(tmp), ROOT, "benchmark copy")
         run_measured(["dvc", "repro", "split"], repo)
         for r in range(repeats):
-            order = ["lightning", "plain"] if r % 2 == 0 else ["plain", "lightning"]
+            order = ["lightning", "plain", MKL] if r % 2 == 0 else [MKL, "plain", "lightning"]
             for mode in order:
+                loop = "plain" if mode == MKL else mode
                 sample = run_measured(
                     [
+                        *(["env", "MKL_CBWR=AVX2"] if mode == MKL else []),
                         "python",
                         "-m",
                         "benchmarks.train_loop",
                         "--mode",
-                        mode,
+                        loop,
+                        "--products",
+                        "mkl" if mode == MKL else "pinned",
                         "--repo",
                         str(repo),
                         "--epochs",
@@ -106,6 +114,13 @@ def run(repeats: int) -> dict[str, Any]:
                 for a, b in zip(loops["lightning"], loops["plain"], strict=True)
             ]
         ),
+        "pinned_over_mkl": median(
+            [a["samples_per_s"] / b["samples_per_s"] for a, b in zip(loops["plain"], loops[MKL], strict=True)]
+        ),
+        "pinned_runs": [
+            round(a["samples_per_s"] / b["samples_per_s"], 3)
+            for a, b in zip(loops["plain"], loops[MKL], strict=True)
+        ],
         "ratio_runs": [
             round(a["samples_per_s"] / b["samples_per_s"], 3)
             for a, b in zip(loops["lightning"], loops["plain"], strict=True)

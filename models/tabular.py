@@ -28,6 +28,7 @@ from torch.utils.data import DataLoader, IterableDataset
 from torchmetrics.classification import BinaryAccuracy, BinaryAUROC
 from typing_extensions import TypedDict  # pydantic validates it (typing.TypedDict only on Python 3.12+)
 
+from models import products
 from models.features import FeatureSpec
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
@@ -167,7 +168,8 @@ class PeriodicEmbedding(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         v = 2 * math.pi * self.coefficients[None] * x[..., None]  # (batch, features, frequencies)
         z = torch.cat([torch.sin(v), torch.cos(v)], dim=-1)  # (batch, features, 2 * frequencies)
-        out = torch.relu(torch.einsum("bfk,fkd->bfd", z, self.weight) + self.bias)
+        # (features, batch, 2 * frequencies) x (features, 2 * frequencies, dim), products pinned as in models.products
+        out = torch.relu(products.matmul(z.transpose(0, 1), self.weight).transpose(0, 1) + self.bias)
         return out.flatten(1)
 
 
@@ -190,9 +192,9 @@ class TabularMLP(nn.Module):
         width += self.periodic.out_features if self.periodic else 0
         layers: list[nn.Module] = []
         for hidden in hidden_dims:
-            layers += [nn.Linear(width, hidden), nn.ReLU(), nn.Dropout(dropout)]
+            layers += [products.Linear(width, hidden), nn.ReLU(), nn.Dropout(dropout)]
             width = hidden
-        layers.append(nn.Linear(width, 1))
+        layers.append(products.Linear(width, 1))
         self.mlp = nn.Sequential(*layers)
 
     def forward(self, categorical: torch.Tensor, numeric: torch.Tensor) -> torch.Tensor:

@@ -118,7 +118,10 @@ def test_header_feed_detects_a_renamed_column(dataset: DatasetConfig, tmp_path: 
     ):
         ingest_file(headered, "train")
     path.write_text(", ".join(["Age", *names[1:]]) + "\n" + RAW_TRAIN_LINE + "\n")
-    with pytest.raises(IngestError, match=r"line 1: .*'Age' \(field 1, column 1\) differs from the configured 'age' only by case"):
+    with pytest.raises(
+        IngestError,
+        match=r"line 1: .*'Age' \(field 1, column 1\) differs from the configured 'age' only by case",
+    ):
         ingest_file(with_file(headered, path), "train")
     path.write_text(", ".join(names) + "\n" + RAW_TRAIN_LINE + "\n")
     table, entry = ingest_file(with_file(headered, path), "train")

@@ -10,6 +10,7 @@ header never as data.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,7 +97,7 @@ def rows_of(ds: DatasetConfig) -> tuple[list[list[str]], list[int]]:
 
 
 # A fault: (what it does to a line's text, which lines it applies to, words the message must hold)
-def insert(char: str):  # noqa: ANN201
+def insert(char: str) -> Callable[[str, int], str]:
     return lambda line, at: line[:at] + char + line[at:]
 
 
