@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from tests.conftest import ROOT
+from tests.leak_check import Checker, own_words, vocabulary
 
 DVC = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
 PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
@@ -162,23 +163,6 @@ def test_select_declares_every_param_a_release_records(system: str) -> None:
                 )
 
 
-YAML_BOOLEAN_WORDS = {"yes", "no", "true", "false", "on", "off"}
-# column and label names that are also everyday English; shared prose may use them as words, code may not
-ENGLISH = {"no", "yes", "single", "age", "all", "approved", "denied"}
-
-
-def system_vocabulary() -> dict[str, str]:
-    """Every word that belongs to one system: its name, data set name, columns, labels and class names."""
-    words: dict[str, str] = {}
-    for system in SYSTEMS:
-        ds = PARAMS[system]["dataset"]
-        found = {system, ds["name"], *ds["columns"], *ds["target"]["labels"], *(ds.get("derived") or {})}
-        found |= set((ds["target"].get("display") or {}).values())
-        found -= YAML_BOOLEAN_WORDS  # shared code must name them (the YAML lint does)
-        words |= {w: f"{system} ({what})" for w, what in ((w, "config") for w in found)}
-    return words
-
-
 SHARED = sorted(
     p
     for pattern in (
@@ -196,23 +180,18 @@ SHARED = sorted(
 )
 
 
-@pytest.mark.parametrize("path", SHARED, ids=lambda p: str(p.relative_to(ROOT)))
-def test_shared_files_name_no_system_column_or_label(path: Path) -> None:
-    """Shared code and templates serve every system: a column, label, data set or system name in them means a
-    second system would get the first one's assumptions (a raw KeyError, a wrong heading)."""
-    import re
+@pytest.fixture(scope="module")
+def leak_checker() -> Checker:
+    return Checker(vocabulary(PARAMS), own_words(SHARED))
 
-    text = path.read_text(encoding="utf-8")
-    hits = []
-    for word, owner in system_vocabulary().items():
-        w = re.escape(word)
-        if word.lower() in ENGLISH:  # a common word: only as code (a string, a key, an attribute)
-            pattern = rf"[\"'`]{w}[\"'`]|\.{w}\b|\[{w}\]"
-        else:  # whole words only, in any case: `single_row` or `sexagesimal` are not `single` or `sex`
-            pattern = rf"(?<![\w-]){w}(?![\w-])"
-        if re.search(pattern, text, flags=re.IGNORECASE):
-            hits.append(f"{word!r} of {owner}")
-    assert not hits, f"{path.relative_to(ROOT)} names {hits}"
+
+@pytest.mark.parametrize("path", SHARED, ids=lambda p: str(p.relative_to(ROOT)))
+def test_shared_files_name_no_system_column_or_label(path: Path, leak_checker: Checker) -> None:
+    """Shared code and templates serve every system: a system's name or file spelled in them, one of its columns
+    indexed or one of its labels compared means a second system would get the first one's assumptions (a raw
+    KeyError, a wrong heading). Read by syntax, so common words and digits pass (tests/leak_check.py)."""
+    leaks = leak_checker.check(path, ROOT)
+    assert not leaks, "\n".join(map(str, leaks))
 
 
 def test_the_change_a_model_walkthrough_uses_real_targets() -> None:
