@@ -6,7 +6,9 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(CURDIR)/$(VENV)/bin
-STAMP := $(VENV)/.installed
+# A venv is stamped with the hash of what it was installed from, not compared by file times: a fresh clone (newer
+# files) or a clone whose .venv links to another clone's venv does not reinstall what is already there.
+STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml 2>/dev/null | sha256sum | cut -c1-16)
 
 # DVC runs stage commands through the shell: they must find the venv's python first.
 export PATH := $(BIN):$(PATH)
@@ -36,11 +38,12 @@ SITE_SYSTEMS := $(if $(SYSTEM),--systems $(SYSTEM),)
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
-# The venv is rebuilt when it is missing or older than the pinned requirements.
-$(STAMP): requirements.lock pyproject.toml
+# The venv is created when missing and refreshed when the pinned requirements change.
+$(STAMP):
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.lock 2>&1 \
 	  | { grep -v "is ignored: it is neither a file nor a directory" || true; }
+	@rm -f $(VENV)/.installed*
 	@touch $@
 
 venv: $(STAMP) ## create or refresh .venv from requirements.lock
@@ -137,13 +140,15 @@ pr-comment: $(STAMP) ## post var/pr-report.md on pull request PR=<n> with gh [DR
 
 # checkov pins packages this project also uses (at other versions): it gets a virtual environment of its own.
 POLICY_VENV := .venv-policy
-$(POLICY_VENV)/.installed: requirements-policy.lock
+POLICY_STAMP := $(POLICY_VENV)/.installed-$(shell sha256sum requirements-policy.lock 2>/dev/null | cut -c1-16)
+$(POLICY_STAMP):
 	@test -x $(POLICY_VENV)/bin/python || $(PYTHON) -m venv $(POLICY_VENV)
 	$(POLICY_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-policy.lock 2>&1 \
 	  | { grep -v "is ignored: it is neither a file nor a directory" || true; }
+	@rm -f $(POLICY_VENV)/.installed*
 	@touch $@
 
-policy-venv: $(POLICY_VENV)/.installed ## install checkov (the manifests' policy scan) into .venv-policy
+policy-venv: $(POLICY_STAMP) ## install checkov (the manifests' policy scan) into .venv-policy
 
 workflows-check: $(STAMP) ## zizmor (offline) on .github/workflows: no finding allowed
 	$(BIN)/zizmor --offline --no-progress .github/workflows

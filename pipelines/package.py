@@ -319,6 +319,8 @@ def package(
     service_name = bento_name(args.system)
     serving = params["serving"]
     labels = {str(v): k for k, v in dataset.target.labels.items()}
+    shown = dataset.target.display
+    display = {"0": shown.negative, "1": shown.positive} if shown else dict(labels)
     spec = {
         "system": args.system,
         "service_name": service_name,
@@ -328,6 +330,7 @@ def package(
         "input": {**serving["input"], "fields": input_fields(dataset, params["features"])},
         "decision_threshold": serving["decision_threshold"],
         "labels": labels,
+        "display": display,
         "batching": serving["batching"],
         "workers": serving["workers"],
         "threads": serving["threads"],

@@ -94,6 +94,10 @@ def serving_spec(system: str, champion: str, challenger: str | None = None) -> A
             "input": {**serving["input"], "fields": input_fields(dataset, params["features"])},
             "decision_threshold": serving["decision_threshold"],
             "labels": {str(v): k for k, v in dataset.target.labels.items()},
+            "display": {
+                "0": dataset.target.display.negative if dataset.target.display else "0",
+                "1": dataset.target.display.positive if dataset.target.display else "1",
+            },
             **{k: serving[k] for k in ("batching", "workers", "threads", "native_threads", "overload")},
             "prediction_log": serving["prediction_log"],
             "http": serving["http"],

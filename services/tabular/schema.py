@@ -8,6 +8,7 @@ becomes null (missing, which every model handles) under ``unknown``.
 """
 
 import math
+import re
 from typing import Annotated, Any, Literal, NotRequired
 
 from _bentoml_sdk.io_models import IODescriptor
@@ -30,6 +31,7 @@ from services.tabular.spec import InputPolicy
 UNKNOWN_SEEN: dict[str, int] = {}  # field -> count of unknown categories mapped to null (read by the service)
 INT64 = (-(2**63), 2**63 - 1)
 KEY_MAX = 256  # characters in a routing key
+NUMBER_TEXT = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?", re.ASCII)  # a JSON number
 
 
 def _json_number(value: Any) -> Any:
@@ -39,7 +41,10 @@ def _json_number(value: Any) -> Any:
     if isinstance(value, bool):
         raise ValueError("a boolean is not a number: send the number itself")
     if isinstance(value, str):
-        raise ValueError('a string is not a number: send 40, not "40"')
+        number = value.strip()
+        if NUMBER_TEXT.fullmatch(number):  # the value sent, unquoted: "24" -> send 24
+            raise ValueError(f"a string is not a number: send {number} without quotes, not {shown(value)}")
+        raise ValueError(f"a string is not a number: got {shown(value)}")
     if isinstance(value, float) and not math.isfinite(value):  # NaN, Infinity, or a literal like 1e999
         raise ValueError(f"must be a finite number, not {value!r} (JSON has no NaN or Infinity)")
     return value
@@ -172,7 +177,8 @@ class Prediction(BaseModel):
     request_id: str
     score: float
     decision: int
-    label: str
+    label: str  # the raw label, as the data set codes it (">50K", "2")
+    display: str  # how pages name the class (dataset.target.display: "denied", "bad credit risk")
     threshold: float
     model: str
     version: str

@@ -178,6 +178,7 @@ class ModelService:
             logger.error("prediction log %s cannot be written: %s", self.log.path, self.log.last_error)
         logger.info("native thread pools: %s", self.pools)
         self.labels = {int(k): v for k, v in SPEC.labels.items()}
+        self.display = {int(k): v for k, v in SPEC.display.items()}
         INSTANCE.append(self)  # the request guard asks it why a 503 happened
         self._unknown_seen: dict[str, int] = {}
         self._lock = threading.Lock()
@@ -295,6 +296,7 @@ class ModelService:
                     "score": score,
                     "decision": decision,
                     "label": self.labels[decision],
+                    "display": self.display[decision],
                     "threshold": threshold,
                     "model": ref.name,
                     "version": ref.version,

@@ -131,6 +131,9 @@ class ServingSpec(Strict):
     input: InputPolicy
     decision_threshold: float = Field(gt=0.0, lt=1.0)
     labels: dict[str, str]  # "0"/"1" -> the raw label
+    display: dict[
+        str, str
+    ]  # "0"/"1" -> how pages name the class (dataset.target.display; default the raw label)
     batching: Batching
     workers: int = Field(ge=1)
     threads: int = Field(ge=1)

@@ -33,6 +33,7 @@ def test_predict_matches_the_champion_in_process(plain: Server, rows: list, pack
     assert body["score"] == pytest.approx(expected, abs=1e-9)
     assert body["decision"] == int(expected >= spec["decision_threshold"])
     assert body["label"] == spec["labels"][str(body["decision"])]
+    assert body["display"] == spec["display"][str(body["decision"])] != ""  # the class as pages name it
 
 
 def test_batch_answers_every_record_in_order(plain: Server, rows: list) -> None:

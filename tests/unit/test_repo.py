@@ -213,3 +213,32 @@ def test_the_change_a_model_walkthrough_uses_real_targets() -> None:
         "deploy-status",
     ):
         assert step in used, step
+
+
+def test_a_linked_venv_is_neither_reinstalled_nor_untracked(tmp_path: Path) -> None:
+    """A clone whose .venv links to another clone's venv: `make` finds it installed (the stamp is the requirements'
+    hash, not a file time) and git ignores the link; other requirements make it stale."""
+    import hashlib
+    import shutil
+
+    clone = tmp_path / "clone"
+    clone.mkdir()
+    for name in ("Makefile", "requirements.lock", "pyproject.toml", ".gitignore"):
+        shutil.copy(ROOT / name, clone / name)
+    subprocess.run(["git", "init", "-q"], cwd=clone, check=True)
+    venv = tmp_path / "elsewhere" / ".venv"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "python").symlink_to(sys.executable)
+    stamp = hashlib.sha256(
+        (clone / "requirements.lock").read_bytes() + (clone / "pyproject.toml").read_bytes()
+    )
+    (venv / f".installed-{stamp.hexdigest()[:16]}").touch()
+    (clone / ".venv").symlink_to(venv)
+    (clone / "requirements.lock").touch()  # newer than the stamp: time does not matter
+    assert subprocess.run(["make", "-q", "venv"], cwd=clone).returncode == 0, "make would reinstall"
+    status = subprocess.run(
+        ["git", "status", "--porcelain"], cwd=clone, capture_output=True, text=True
+    ).stdout
+    assert ".venv" not in status, status
+    (clone / "requirements.lock").write_text("other==1.0\n")
+    assert subprocess.run(["make", "-q", "venv"], cwd=clone).returncode == 1, "other requirements: stale"
