@@ -11,7 +11,6 @@ code knows nothing of the new system (it is config, data and text only).
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
