@@ -9,7 +9,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from pipelines.core.config import DatasetConfig, load_system, section
+from pipelines.core.config import DatasetConfig, load_params, load_system, section, systems_of
 from pipelines.core.workspace import ROOT, copy_worktree, tool_env
 
 
@@ -27,6 +27,7 @@ def copy_repo(dest: Path) -> Path:
 
 
 SYSTEM = "adult"  # the system most tests exercise; tests/integration/test_systems.py covers the others
+SYSTEMS: list[str] = systems_of(load_params(ROOT / "params.yaml"))  # every system, in order: tests list these
 
 
 @pytest.fixture(scope="session")

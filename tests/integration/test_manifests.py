@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipelines.core import k8s_policy
-from tests.conftest import ROOT, copy_repo, run
+from tests.conftest import ROOT, SYSTEMS, copy_repo, run
 
 pytestmark = [
     pytest.mark.integration,
@@ -32,7 +32,7 @@ NEEDS_CHECKOV = pytest.mark.skipif(
 
 def test_every_system_has_a_staging_and_a_prod_overlay() -> None:
     names = {f"{p.parent.name}/{p.name}" for p in OVERLAYS}
-    assert names == {"adult/staging", "adult/prod", "hmda/staging", "hmda/prod"}
+    assert names == {f"{s}/{env}" for s in SYSTEMS for env in ("staging", "prod")}
 
 
 @NEEDS_CHECKOV
@@ -68,7 +68,7 @@ def test_make_manifests_check_passes_and_names_a_broken_overlay(tmp_path: Path) 
 
 def test_argo_cd_applications_validate_and_point_at_the_overlays() -> None:
     apps = sorted((ROOT / "services/k8s/argocd").glob("*.yaml"))
-    assert [a.stem for a in apps] == ["adult-prod", "adult-staging", "hmda-prod", "hmda-staging"]
+    assert [a.stem for a in apps] == sorted(f"{s}-{env}" for s in SYSTEMS for env in ("prod", "staging"))
     for app in apps:
         obj = yaml.safe_load(app.read_text())
         assert k8s_policy.crd_problems(obj) == []

@@ -17,7 +17,7 @@ from pipelines.core.config import system_params
 from pipelines.core.io import sha256_file
 from pipelines.core.lineage import params_hash
 from pipelines.select import release_params
-from tests.conftest import run
+from tests.conftest import SYSTEMS, run
 
 pytestmark = pytest.mark.integration
 MODELS = ["majority", "rules", "logreg", "hgb", "tabular_nn", "hgb_fair"]
@@ -94,7 +94,7 @@ def test_every_model_has_metrics_plots_and_verdicts(baseline: Path) -> None:
 
 def test_every_model_of_every_system_has_a_fast_path_within_1e9(baseline: Path) -> None:
     """Parity on each system's whole test split and edge rows, as evaluate (a gate) and package (a refusal) check."""
-    for system in ("adult", "hmda"):
+    for system in SYSTEMS:
         for folder in sorted((baseline / "reports" / system / "eval").iterdir()):
             evaluation = json.loads((folder / "evaluation.json").read_text())["serving"]
             parity = evaluation["parity"]

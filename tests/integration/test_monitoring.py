@@ -28,6 +28,7 @@ from pipelines.core.window import WindowCounts, count_log
 from pipelines.monitor import judge
 from pipelines.replay import generate, simulate
 from services.tabular.spec import load_spec
+from tests.conftest import SYSTEMS
 
 WINDOWS = 20
 SEEDS = range(1000, 1000 + WINDOWS)
@@ -80,7 +81,7 @@ def run(system: str, scenario: str, tmp_path: Path) -> list[dict[str, Any]]:
     return [window(system, scenario, seed, tmp_path / f"{scenario}-{seed}")[0] for seed in SEEDS]
 
 
-@pytest.mark.parametrize("system", ["adult", "hmda"])
+@pytest.mark.parametrize("system", SYSTEMS)
 def test_no_shift_raises_at_most_the_stated_false_alarm_rate(system: str, tmp_path: Path) -> None:
     results = run(system, "none", tmp_path)
     rows = context(system)["cfg"].replay.rows
@@ -96,7 +97,7 @@ EXPECTED_FIRST = {
 }
 
 
-@pytest.mark.parametrize("system", ["adult", "hmda"])
+@pytest.mark.parametrize("system", SYSTEMS)
 @pytest.mark.parametrize("scenario", ["covariate", "category_mix", "label_shift"])
 def test_a_shift_is_detected_with_the_shifted_feature_ranked_first(
     system: str, scenario: str, tmp_path: Path
@@ -107,7 +108,7 @@ def test_a_shift_is_detected_with_the_shifted_feature_ranked_first(
     assert sum(hits) / WINDOWS >= 0.9, Counter((r["decision"], r["ranking"][0]["check"]) for r in results)
 
 
-@pytest.mark.parametrize("system", ["adult", "hmda"])
+@pytest.mark.parametrize("system", SYSTEMS)
 def test_concept_drift_is_found_by_the_labels(system: str, tmp_path: Path) -> None:
     """Same inputs, flipped answers in one segment: only the delayed labels can tell (decay, label rate)."""
     results = run(system, "concept", tmp_path)
@@ -122,7 +123,7 @@ def test_concept_drift_is_found_by_the_labels(system: str, tmp_path: Path) -> No
     )
 
 
-@pytest.mark.parametrize("system", ["adult", "hmda"])
+@pytest.mark.parametrize("system", SYSTEMS)
 @pytest.mark.parametrize("scenario", ["broken_nulls", "broken_units"])
 def test_a_broken_feed_blocks(system: str, scenario: str, tmp_path: Path) -> None:
     results = run(system, scenario, tmp_path)
@@ -159,7 +160,7 @@ def test_too_small_a_window_is_insufficient_data_not_an_alarm(tmp_path: Path) ->
     assert "insufficient data" in result["reasons"][0]
 
 
-@pytest.mark.parametrize("system", ["adult", "hmda"])
+@pytest.mark.parametrize("system", SYSTEMS)
 def test_answers_that_stop_following_the_inputs_roll_back(system: str, tmp_path: Path) -> None:
     """Labels shuffled: same inputs, same base rate, the champion's gates fail with nothing to explain it."""
     results = run(system, "scrambled", tmp_path)

@@ -14,9 +14,12 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import copy_repo, run
+from pipelines.core.config import load_params, systems_of
+from tests.conftest import ROOT, copy_repo, run
 
 pytestmark = pytest.mark.integration
+SYSTEMS = sorted(systems_of(load_params(ROOT / "params.yaml")))  # CD names them in this order
+FIRST, LAST = SYSTEMS[0], SYSTEMS[-1]
 
 
 def deploy(repo: Path, *args: str, check: bool = True, **env: str) -> Any:
@@ -56,17 +59,17 @@ def repo(base: Path, tmp_path: Path) -> Path:
 
 
 def test_a_plain_git_tag_is_not_a_registration(repo: Path) -> None:
-    run(["git", "tag", "hmda@v3.0.0"], repo)  # lightweight: not a GTO registration
-    proc = deploy(repo, "promote", "--system", "hmda", "--env", "staging", "--version", "v3.0.0", check=False)
+    run(["git", "tag", f"{LAST}@v3.0.0"], repo)  # lightweight: not a GTO registration
+    proc = deploy(repo, "promote", "--system", LAST, "--env", "staging", "--version", "v3.0.0", check=False)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
-    assert "hmda v3.0.0 is not registered" in proc.stderr and "a plain git tag is not one" in proc.stderr
+    assert f"{LAST} v3.0.0 is not registered" in proc.stderr and "a plain git tag is not one" in proc.stderr
     assert run(["git", "status", "--porcelain"], repo).stdout == ""
-    assert "hmda: registered v1.0.0" in deploy(repo, "register").stdout  # numbering ignores the plain tag
+    assert f"{LAST}: registered v1.0.0" in deploy(repo, "register").stdout  # numbering ignores the plain tag
 
 
 @pytest.mark.parametrize("champion", [None, "absent"])
 def test_register_refuses_a_release_without_a_champion(repo: Path, champion: str | None) -> None:
-    path = repo / "reports/hmda/package.json"
+    path = repo / f"reports/{LAST}/package.json"
     package = json.loads(path.read_text())
     if champion is None:
         package["champion"] = None
@@ -78,55 +81,52 @@ def test_register_refuses_a_release_without_a_champion(repo: Path, champion: str
     proc = deploy(repo, "register", check=False)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     state = "None" if champion is None else "missing"
-    assert "reports/hmda/package.json at " in proc.stderr and f"key 'champion' is {state}" in proc.stderr
-    assert tags(repo) == before  # not even adult, checked first, was registered
+    assert f"reports/{LAST}/package.json at " in proc.stderr and f"key 'champion' is {state}" in proc.stderr
+    assert tags(repo) == before  # not even the systems checked first were registered
 
 
 def test_a_registration_is_pushed_only_after_its_image(repo: Path) -> None:
     run(["git", "tag", "-a", "-m", "someone's", "unrelated"], repo)
     out = deploy(repo, "register").stdout
-    assert "adult: registered v1.0.0" in out and "hmda: registered v1.0.0" in out
+    assert all(f"{s}: registered v1.0.0" in out for s in SYSTEMS), out
     assert remote_tags(repo) == set()  # registered here only
     head = run(["git", "rev-parse", "HEAD"], repo).stdout.strip()[:12]
     images = repo / "var/deploy/images.json"
-    for pushed, refused in [([], "adult@v1.0.0, hmda@v1.0.0"), (["adult"], "hmda@v1.0.0")]:
+    registered = [f"{s}@v1.0.0" for s in SYSTEMS]
+    for pushed, refused in [([], ", ".join(registered)), ([FIRST], ", ".join(registered[1:]))]:
         images.write_text(json.dumps([f"ghcr.io/example/ai-systems-gitops/{s}:{head}" for s in pushed]))
         proc = deploy(repo, "register", "--push", check=False)
         assert proc.returncode == 1 and f"refused to push {refused}: its image was not pushed" in proc.stderr
         assert remote_tags(repo) == set()
-    images.write_text(
-        json.dumps([f"ghcr.io/example/ai-systems-gitops/{s}:{head}" for s in ("adult", "hmda")])
-    )
+    images.write_text(json.dumps([f"ghcr.io/example/ai-systems-gitops/{s}:{head}" for s in SYSTEMS]))
     deploy(repo, "register", "--push")  # a rerun registers nothing new and pushes what HEAD registered
-    assert remote_tags(repo) == {"adult@v1.0.0", "hmda@v1.0.0"}  # not the unrelated local tag
+    assert remote_tags(repo) == set(registered)  # not the unrelated local tag
 
-    deploy(repo, "promote", "--system", "hmda", "--env", "staging", "--version", "v1.0.0")
-    commit_all(repo, "hmda v1.0.0 to staging")
+    deploy(repo, "promote", "--system", LAST, "--env", "staging", "--version", "v1.0.0")
+    commit_all(repo, f"{LAST} v1.0.0 to staging")
     deploy(repo, "sync-registry", "--push")
-    assert remote_tags(repo) == {"adult@v1.0.0", "hmda@v1.0.0", "hmda#staging#1"}
+    assert remote_tags(repo) == {*registered, f"{LAST}#staging#1"}
 
 
 def test_registry_sync_checks_everything_first_and_names_what_it_created(repo: Path) -> None:
     deploy(repo, "register")
-    for system in ("adult", "hmda"):
+    for system in SYSTEMS:
         deploy(repo, "promote", "--system", system, "--env", "staging", "--version", "v1.0.0")
-    release = repo / "services/k8s/hmda/staging/release.yaml"
+    release = repo / f"services/k8s/{LAST}/staging/release.yaml"
     good = release.read_text()
     release.write_text(good.replace("version: v1.0.0", "version: v9.9.9"))  # a hand edit
     commit_all(repo, "staging")
     before = tags(repo)
     proc = deploy(repo, "sync-registry", check=False)
-    assert proc.returncode == 1 and "hmda v9.9.9 is not registered" in proc.stderr
-    assert (
-        tags(repo) == before and "nothing was written" in proc.stderr
-    )  # adult's stage was not assigned first
+    assert proc.returncode == 1 and f"{LAST} v9.9.9 is not registered" in proc.stderr
+    assert tags(repo) == before and "nothing was written" in proc.stderr  # no other stage was assigned first
     release.write_text(good)
     commit_all(repo, "staging, fixed")
     run(["git", "remote", "set-url", "origin", str(repo.parent / "nowhere.git")], repo)
     proc = deploy(repo, "sync-registry", "--push", check=False)  # the push fails after the tags were created
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     created = sorted(tags(repo) - before)
-    assert len(created) == 2 and all("#staging#" in t for t in created)
+    assert len(created) == len(SYSTEMS) and all("#staging#" in t for t in created)
     assert f"tags it created before it stopped: {', '.join(created)}" in proc.stderr
     assert "nothing was written" not in proc.stderr
 
