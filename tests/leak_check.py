@@ -179,12 +179,13 @@ class Checker:
 
     def prose(self, path: str, source: str) -> list[Leak]:
         """A hand-written page: only names and files count (columns and labels are words in prose)."""
-        return [
-            Leak(path, n, "spells", w)
-            for n, line in enumerate(source.splitlines(), start=1)
-            if PRAGMA not in line
-            for w in self.spells(line)
-        ]
+        found: list[Leak] = []
+        for n, line in enumerate(source.splitlines(), start=1):
+            if PRAGMA not in line:
+                found.extend(
+                    leak for w in self.spells(line) if (leak := Leak(path, n, "spells", w)) not in found
+                )
+        return found
 
     def check(self, path: Path, root: Path) -> list[Leak]:
         rel = path.relative_to(root).as_posix()
