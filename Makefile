@@ -56,12 +56,12 @@ params-check: $(STAMP) ## fail when params.yaml is not what conf/ composes
 
 pipeline: params ## set up and run the DVC pipeline of every system (or SYSTEM=<name>), ending with the site
 	@if [ -n "$${SYSTEM-}" ]; then $(BIN)/python -m pipelines.systems --check="$$SYSTEM" >/dev/null; fi
-	$(BIN)/dvc repro $${SYSTEM:+"report@$$SYSTEM"}
+	$(BIN)/python -m pipelines.repro $${SYSTEM:+"report@$$SYSTEM"}
 	$(BIN)/python -m pipelines.site $${SYSTEM:+--systems="$$SYSTEM"}
 	@echo "site: $(CURDIR)/site/build/index.html (make docs-serve to preview)"
 
-repro: $(STAMP) ## dvc repro without recomposing params.yaml
-	$(BIN)/dvc repro
+repro: $(STAMP) ## dvc repro without recomposing params.yaml (prints which stages ran and which were up to date)
+	$(BIN)/python -m pipelines.repro
 
 serve: $(STAMP) ## serve a system's champion and challenger (SYSTEM=<name>, default the first; PORT=<n>)
 	$(BIN)/python -m services.serve $${SYSTEM:+--system="$$SYSTEM"} $${PORT:+--port="$$PORT"}

@@ -4,30 +4,42 @@
 passing ``make params``. This stage reads every section (``pipelines.core.params``): types, ranges, the
 references between sections (columns, splits, models, metrics, log fields) and the arguments of every
 ``_target_`` a stage will build. Any problem stops the run with one error listing each dotted key, the value and
-a hint, before a model trains. ``ingest`` depends on its output, so it runs first in every ``dvc repro``; the output
-holds no params, so a valid change reruns nothing else by itself.
+a hint, before a model trains. It then writes each system's params to ``reports/params/<system>/<section>.json``,
+the files that system's stages read and declare in dvc.yaml (key by key), so it runs first in every ``dvc repro`` and a
+change reruns exactly the stages whose keys changed (``make params`` writes the same files, so ``dvc status``
+names those stages before the run).
 """
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
-from pipelines.core.config import load_params
+from pipelines.core.config import STAGE_PARAMS_DIR, load_params, stage_params_files
 from pipelines.core.errors import stage_main
-from pipelines.core.io import write_json_atomic
-from pipelines.core.params import Params, validate_params
+from pipelines.core.io import atomic_dir
+from pipelines.core.params import validate_params
 
 
 @stage_main("check_params")
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--out", type=Path, default=Path("reports/params.json"))
+    parser.add_argument("--out", type=Path, default=STAGE_PARAMS_DIR)
     args = parser.parse_args(argv)
-    systems = validate_params(load_params(args.params), machine=True)
-    write_json_atomic(args.out, {"valid": True, "sections": sorted(Params.model_fields)})
-    print(f"[check_params] {args.params}: every section of {', '.join(systems)} is valid -> {args.out}")
+    params = load_params(args.params)
+    systems = validate_params(params, machine=True)
+    write_stage_params(params, args.out)
+    print(f"[check_params] {args.params}: every section of {', '.join(systems)} is valid -> {args.out}/")
+
+
+def write_stage_params(params: dict[str, Any], out: Path) -> None:
+    """``out/<system>/<section>.json`` for every system, and nothing else (a removed system's go), atomically."""
+    with atomic_dir(out) as staging:
+        for name, text in stage_params_files(params).items():
+            (staging / name).parent.mkdir(exist_ok=True)
+            (staging / name).write_text(text, encoding="utf-8")
 
 
 if __name__ == "__main__":

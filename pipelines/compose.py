@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     if args.check:
-        diff = stale_diff(args.output)
+        diff = stale_diff(args.output) or stale_stage_params(args.output)
         if diff:
             sys.stderr.write(diff)
             raise ConfigError(f"{args.output} is stale: run `make params` and commit the result")
@@ -86,8 +86,39 @@ def main(argv: list[str] | None = None) -> None:
         args.output.write_text(composed.read_text(encoding="utf-8"), encoding="utf-8")
     print(f"wrote {args.output} (every section valid)")
     if args.output.resolve() == (ROOT / "params.yaml").resolve():
+        from pipelines.check_params import write_stage_params
+        from pipelines.core.config import STAGE_PARAMS_DIR, load_params
+
+        write_stage_params(load_params(args.output), ROOT / STAGE_PARAMS_DIR)
+        print(
+            f"wrote {STAGE_PARAMS_DIR}/<system>/ (what its stages read; dvc status names the stages it changes)"
+        )
         for folder in production_folders(args.output):
             print(f"created {folder} (the window `make monitor` collects; a new system starts empty)")
+
+
+def stale_stage_params(params_file: Path) -> str:
+    """What differs between ``reports/params/`` and what ``params_file`` gives each system's stages ("" if none)."""
+    from pipelines.core.config import STAGE_PARAMS_DIR, load_params, stage_params_files
+
+    if params_file.resolve() != (ROOT / "params.yaml").resolve():
+        return ""
+    folder = ROOT / STAGE_PARAMS_DIR
+    expected = stage_params_files(load_params(params_file))
+    found = {p.relative_to(folder).as_posix() for p in folder.glob("*/*.json")} if folder.is_dir() else set()
+    wrong = sorted(
+        n
+        for n, text in expected.items()
+        if not (folder / n).is_file() or (folder / n).read_text(encoding="utf-8") != text
+    )
+    extra = sorted(found - set(expected))
+    if not wrong and not extra:
+        return ""
+    return (
+        f"{STAGE_PARAMS_DIR}: differs from params.yaml in {wrong}"
+        + (f", has no system for {extra}" if extra else "")
+        + "\n"
+    )
 
 
 def production_folders(params_file: Path) -> list[Path]:

@@ -286,7 +286,7 @@ def rebuild(
         str(paths.production),
         str(paths.reports),
     ]
-    git("add", "-A", "--", *changed, "reports/params.json")
+    git("add", "-A", "--", *changed, "reports/params")
     body = render(
         "ct_pr.md.j2", HERE / "templates", system=system, decision=decision, result=result, branch=branch
     )
@@ -304,7 +304,7 @@ def version(gate: dict[str, Any], name: str | None) -> str | None:
 def restore(system_yaml: Path, data_file: Path, reports: Path) -> None:
     """Put the config, params, lock and reports back as committed, and the workspace outputs with them (the
     collected window stays)."""
-    git("checkout", "--", str(system_yaml), "params.yaml", "dvc.lock", str(reports), "reports/params.json")
+    git("checkout", "--", str(system_yaml), "params.yaml", "dvc.lock", str(reports), "reports/params")
     data_file.unlink(missing_ok=True)
     run(["dvc", "checkout", "--quiet"], "dvc checkout")
 

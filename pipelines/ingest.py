@@ -406,7 +406,9 @@ def ingest_file(dataset: DatasetConfig, key: str) -> tuple[pd.DataFrame, dict[st
 @stage_main("ingest")
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument(
+        "--params", help="a params file (default: reports/params/<system>.json, as dvc.yaml declares)"
+    )
     parser.add_argument("--system", required=True, help="the system (a key of params.yaml systems)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)

@@ -25,7 +25,9 @@ from pipelines.core.training import feature_spec, finish, read_split
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", required=True)
-    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument(
+        "--params", help="a params file (default: reports/params/<system>.json, as dvc.yaml declares)"
+    )
     parser.add_argument("--system", required=True, help="the system (a key of params.yaml systems)")
     parser.add_argument("--data", type=Path)
     parser.add_argument("--artifacts", type=Path)

@@ -184,7 +184,9 @@ def judge(
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--system", required=True)
-    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument(
+        "--params", help="a params file (default: reports/params/<system>.json, as dvc.yaml declares)"
+    )
     parser.add_argument(
         "--collect", action="store_true", help="replace the window with the live logs, then stop"
     )

@@ -268,7 +268,9 @@ def build_bento(home: Path, spec: dict[str, Any], params_hash: str) -> str:
 @stage_main("package")
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument(
+        "--params", help="a params file (default: reports/params/<system>.json, as dvc.yaml declares)"
+    )
     parser.add_argument("--system", required=True, help="the system (a key of params.yaml systems)")
     parser.add_argument("--artifacts", type=Path)
     parser.add_argument("--home", type=Path)

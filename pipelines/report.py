@@ -486,7 +486,9 @@ def role_of(ctx: dict[str, Any], name: str) -> str | None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--system", required=True, help="the system (a key of params.yaml systems)")
-    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument(
+        "--params", help="a params file (default: reports/params/<system>.json, as dvc.yaml declares)"
+    )
     parser.add_argument("--reports", type=Path)
     parser.add_argument("--artifacts", type=Path)
     parser.add_argument("--curated", type=Path, help="default site/curated/<system>")

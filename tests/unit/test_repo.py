@@ -77,18 +77,36 @@ def expand(stage: str) -> list[dict]:
     return out
 
 
+def declared(spec: dict) -> list[tuple[str, str]]:
+    """(params file, key) for every key a stage declares."""
+    out = []
+    for entry in spec.get("params", []):
+        assert isinstance(entry, dict) and len(entry) == 1, f"params name their file: {entry}"
+        [(path, keys)] = entry.items()
+        out += [(path, key) for key in keys]
+    return out
+
+
 @pytest.mark.parametrize("stage", list(DVC))
 def test_stage_module_params_and_deps(stage: str) -> None:
+    """Each stage runs its own module, depends on its code, and declares keys that exist, each from the file of
+    its section (reports/params/<system>/<section>.json), which holds that key with the value params.yaml has."""
+    import json
+
     module = f"pipelines/{stage}.py"
     assert (ROOT / module).is_file(), f"stage {stage} has no module {module}"
     for spec in expand(stage):
         assert f"python -m pipelines.{stage}" in spec["cmd"]
         assert module in spec["deps"], f"stage {stage} must depend on its own code"
-        for key in spec.get("params", []):
-            if isinstance(key, dict):  # {params.yaml: null}: the whole file
-                assert list(key) == ["params.yaml"], key
-                continue
-            _lookup(key)
+        for path, key in declared(spec):
+            parts = key.split(".")
+            section = parts[0] if parts[0] in ("trainer", "report") else parts[1]
+            assert path.startswith("reports/params/") and path.endswith(f"/{section}.json"), (stage, path, key)
+            node: object = json.loads((ROOT / path).read_text())
+            for part in parts:
+                assert isinstance(node, dict) and part in node, f"{path} has no {key}"
+                node = node[part]
+            assert node == _lookup(key), f"{path}'s {key} is not params.yaml's: run make params"
 
 
 SYSTEMS = PARAMS["systems"]
@@ -103,8 +121,9 @@ def test_per_system_stages_touch_only_their_system(stage: str) -> None:
     for system, spec in zip(SYSTEMS, expand(stage), strict=True):
         paths = SystemPaths(system)
         assert f"--system {system}" in spec["cmd"]
-        for key in spec.get("params", []):
+        for path, key in declared(spec):
             assert key.split(".")[0] in (system, "trainer", "report"), (stage, key)
+            assert Path(path).parts[:3] == ("reports", "params", system), (stage, path)
         for out in spec.get("outs", []) + spec.get("metrics", []):
             path = next(iter(out)) if isinstance(out, dict) else out
             assert Path(path).parts[:2] in (paths.data.parts, paths.artifacts.parts, paths.reports.parts), (
@@ -112,8 +131,9 @@ def test_per_system_stages_touch_only_their_system(stage: str) -> None:
             )
         for dep in spec["deps"]:
             top = Path(dep).parts[0]
-            if top in ("data", "artifacts", "reports") and dep != "reports/params.json":
-                assert Path(dep).parts[1] == system, (stage, dep)
+            if top in ("data", "artifacts", "reports"):
+                index = 2 if Path(dep).parts[:2] == ("reports", "params") else 1
+                assert Path(dep).parts[index] == system, (stage, dep)
 
 
 @pytest.mark.parametrize(
@@ -151,14 +171,14 @@ def test_select_declares_every_param_a_release_records(system: str) -> None:
     from pipelines.core.config import system_params
     from pipelines.select import release_params
 
-    [declared] = [spec["params"] for spec in expand("select") if f"--system {system}" in spec["cmd"]]
+    [keys] = [[k for _, k in declared(spec)] for spec in expand("select") if f"--system {system}" in spec["cmd"]]
     view = system_params(PARAMS, system)
     for name in view["models"]:
         for top, value in release_params(view, name).items():
             leaves = [f"{top}.{k}" for k in value] if top == "dataset" else [top]
             for leaf in leaves:
                 key = view.key(leaf)
-                assert any(key == d or key.startswith(d + ".") for d in declared), (
+                assert any(key == d or key.startswith(d + ".") for d in keys), (
                     f"select reads {key} undeclared"
                 )
 
