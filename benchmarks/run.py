@@ -23,9 +23,6 @@ SUITES = ["pipeline", "training", "serving", "site", "monitoring"]
 
 def extras(suite: str, module: Any, result: dict[str, Any]) -> dict[str, Any]:
     """Values a suite's template derives from its result."""
-    if suite == "pipeline":
-        sums = {n: sum(s["seconds"] for s in r["stages"].values()) for n, r in result["systems"].items()}
-        return {"stage_sums": sums, "target": module.TARGET}
     if suite == "training":
         return {"batch_size": next(iter(result["latency"].values()))["batch"]["size"]}
     return {}

@@ -98,12 +98,11 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def stale_stage_params(params_file: Path) -> str:
-    """What differs between ``reports/params/`` and what ``params_file`` gives each system's stages ("" if none)."""
+    """What differs between ``reports/params/`` beside ``params_file`` and what that file gives each system's
+    stages ("" if nothing)."""
     from pipelines.core.config import STAGE_PARAMS_DIR, load_params, stage_params_files
 
-    if params_file.resolve() != (ROOT / "params.yaml").resolve():
-        return ""
-    folder = ROOT / STAGE_PARAMS_DIR
+    folder = params_file.parent / STAGE_PARAMS_DIR
     expected = stage_params_files(load_params(params_file))
     found = {p.relative_to(folder).as_posix() for p in folder.glob("*/*.json")} if folder.is_dir() else set()
     wrong = sorted(

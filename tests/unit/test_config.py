@@ -189,3 +189,34 @@ def test_dvc_uses_hydra() -> None:
     config = (ROOT / ".dvc/config").read_text()
     assert "[hydra]" in config and "enabled = true" in config
     assert "analytics = false" in config
+
+
+def test_stale_stage_params_are_detected(tmp_path: Path) -> None:
+    """reports/params/<system>/<section>.json must say what params.yaml says: make params writes both."""
+    from pipelines.check_params import write_stage_params
+    from pipelines.core.config import STAGE_PARAMS_DIR, load_params
+
+    params_file = tmp_path / "params.yaml"
+    params_file.write_text((ROOT / "params.yaml").read_text())
+    folder = tmp_path / STAGE_PARAMS_DIR
+    write_stage_params(load_params(params_file), folder)
+    assert compose.stale_stage_params(params_file) == ""
+    split = folder / SYSTEMS[0] / "split.json"
+    split.write_text(split.read_text().replace('"seed": ', '"seed": 1'))
+    assert f"{SYSTEMS[0]}/split.json" in compose.stale_stage_params(params_file)
+    (folder / "gone").mkdir()
+    (folder / "gone" / "split.json").write_text("{}")
+    assert "has no system for ['gone/split.json']" in compose.stale_stage_params(params_file)
+
+
+def test_stage_params_hold_params_yaml_section_by_section() -> None:
+    """What a stage reads from reports/params/<system>/ is what params.yaml says for the system, in its order."""
+    from pipelines.core.config import load_params, load_system
+
+    params = load_params(ROOT / "params.yaml")
+    for system in SYSTEMS:
+        from_files = load_system(None, system)
+        from_yaml = load_system(ROOT / "params.yaml", system)
+        assert from_files == from_yaml
+        columns = from_files["dataset"]["columns"]
+        assert list(columns) == list(params[system]["dataset"]["columns"])  # file order, not sorted

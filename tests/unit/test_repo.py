@@ -101,7 +101,11 @@ def test_stage_module_params_and_deps(stage: str) -> None:
         for path, key in declared(spec):
             parts = key.split(".")
             section = parts[0] if parts[0] in ("trainer", "report") else parts[1]
-            assert path.startswith("reports/params/") and path.endswith(f"/{section}.json"), (stage, path, key)
+            assert path.startswith("reports/params/") and path.endswith(f"/{section}.json"), (
+                stage,
+                path,
+                key,
+            )
             node: object = json.loads((ROOT / path).read_text())
             for part in parts:
                 assert isinstance(node, dict) and part in node, f"{path} has no {key}"
@@ -171,7 +175,9 @@ def test_select_declares_every_param_a_release_records(system: str) -> None:
     from pipelines.core.config import system_params
     from pipelines.select import release_params
 
-    [keys] = [[k for _, k in declared(spec)] for spec in expand("select") if f"--system {system}" in spec["cmd"]]
+    [keys] = [
+        [k for _, k in declared(spec)] for spec in expand("select") if f"--system {system}" in spec["cmd"]
+    ]
     view = system_params(PARAMS, system)
     for name in view["models"]:
         for top, value in release_params(view, name).items():
@@ -262,3 +268,37 @@ def test_a_linked_venv_is_neither_reinstalled_nor_untracked(tmp_path: Path) -> N
     assert ".venv" not in status, status
     (clone / "requirements.lock").write_text("other==1.0\n")
     assert subprocess.run(["make", "-q", "venv"], cwd=clone).returncode == 1, "other requirements: stale"
+
+
+def test_dvc_lock_holds_only_the_stages_dvc_yaml_defines() -> None:
+    """DVC keeps the lock entry of a renamed or removed stage forever (4,400 stale lines once); make pipeline drops
+    them (pipelines.dvclock)."""
+    from pipelines import dvclock
+
+    text = (ROOT / "dvc.lock").read_text()
+    assert dvclock.stale_entries(text, dvclock.defined_stages(ROOT)) == []
+    stale = text.replace("\n  check_params:\n", "\n  old_stage:\n    cmd: gone\n  check_params:\n", 1)
+    assert dvclock.stale_entries(stale, dvclock.defined_stages(ROOT)) == ["old_stage"]
+    kept = [n for n in dvclock.stale_entries(stale, set()) if n != "old_stage"]
+    assert dvclock.prune(stale, set(kept)) == text
+
+
+def test_make_pipeline_says_which_stages_ran() -> None:
+    from pipelines.repro import Summary
+
+    summary = Summary()
+    for line in [
+        "Running stage 'ingest@a':",
+        "> python -m pipelines.ingest --system a",
+        "Stage 'split@a' didn't change, skipping",
+        "Running stage 'train@a-nn':",
+        "Stage 'train@a-nn' is cached - skipping run, checking out outputs",
+    ]:
+        summary.read(line)
+    assert summary.lines(3.0, True) == [
+        "[pipeline] done in 3.0 s: 1 ran, 1 restored from the run cache, 1 up to date",
+        "  ran: ingest@a",
+        "  restored: train@a-nn",
+        "  up to date: split@a",
+    ]
+    assert summary.lines(1.0, False)[0].startswith("[pipeline] FAILED")
