@@ -9,6 +9,7 @@ with a pydantic traceback. Now the whole of params.yaml is validated by ``make p
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 from typing import Any
 
@@ -228,9 +229,19 @@ def test_compose_refuses_to_write_a_bad_value(tmp_path: Path, capsys: pytest.Cap
     assert out.read_text() == "previous\n"
 
 
-def test_stage_writes_its_marker(tmp_path: Path) -> None:
-    check_params.main(["--out", str(tmp_path / "params.json")])
-    assert yaml.safe_load((tmp_path / "params.json").read_text())["valid"] is True
+def test_stage_writes_each_systems_sections(tmp_path: Path) -> None:
+    """One JSON file per section of each system (and the global ones), nothing else: a removed system's go."""
+    out = tmp_path / "params"
+    (out / "gone").mkdir(parents=True)
+    (out / "gone" / "split.json").write_text("{}")
+    check_params.main(["--out", str(out)])
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    assert sorted(p.name for p in out.iterdir()) == sorted(params["systems"])
+    for system in params["systems"]:
+        names = {p.stem for p in (out / system).glob("*.json")}
+        assert names == {*params[system], "trainer", "report", "systems"}
+        split = json.loads((out / system / "split.json").read_text())
+        assert split == {system: {"split": params[system]["split"]}}
 
 
 # Property: any leaf replaced by a value of another YAML type is valid or one ConfigError naming that key.
