@@ -4,10 +4,10 @@
 passing ``make params``. This stage reads every section (``pipelines.core.params``): types, ranges, the
 references between sections (columns, splits, models, metrics, log fields) and the arguments of every
 ``_target_`` a stage will build. Any problem stops the run with one error listing each dotted key, the value and
-a hint, before a model trains. It then writes each system's params to ``reports/params/<system>/<section>.json``,
-the files that system's stages read and declare in dvc.yaml (key by key), so it runs first in every ``dvc repro`` and a
-change reruns exactly the stages whose keys changed (``make params`` writes the same files, so ``dvc status``
-names those stages before the run).
+a hint, before a model trains. It then writes each system's params to ``reports/params/<system>/``: a file per
+section, which the stages read, and a file per key, on which dvc.yaml makes each stage depend (the keys it reads),
+so it runs first in every ``dvc repro`` and a change reruns exactly the stages that read a changed key
+(``make params`` writes the same files, so ``dvc status`` names those stages before the run).
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def write_stage_params(params: dict[str, Any], out: Path) -> None:
     """``out/<system>/<section>.json`` for every system, and nothing else (a removed system's go), atomically."""
     with atomic_dir(out) as staging:
         for name, text in stage_params_files(params).items():
-            (staging / name).parent.mkdir(exist_ok=True)
+            (staging / name).parent.mkdir(parents=True, exist_ok=True)
             (staging / name).write_text(text, encoding="utf-8")
 
 

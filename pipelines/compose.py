@@ -104,7 +104,7 @@ def stale_stage_params(params_file: Path) -> str:
 
     folder = params_file.parent / STAGE_PARAMS_DIR
     expected = stage_params_files(load_params(params_file))
-    found = {p.relative_to(folder).as_posix() for p in folder.glob("*/*.json")} if folder.is_dir() else set()
+    found = {p.relative_to(folder).as_posix() for p in folder.rglob("*.json")} if folder.is_dir() else set()
     wrong = sorted(
         n
         for n, text in expected.items()

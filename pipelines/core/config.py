@@ -13,10 +13,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pipelines.core.errors import ConfigError
 
 PARAMS_FILE = Path("params.yaml")
-# Each system's stages read (and dvc.yaml declares) their params from reports/params/<system>/<section>.json,
-# which check_params and `make params` write from params.yaml. DVC parses a params file once per stage and walks
-# the whole of it once per declared key: params.yaml's YAML took 90% of a no-op `dvc status`; JSON parses in C, and
-# a section's file is a tenth of params.yaml.
+# Each system's stages read their params from reports/params/<system>/<section>.json and depend on one file per
+# key they read (<section>/<key>.json); check_params and `make params` write them from params.yaml. As DVC params
+# deps, every stage parsed all of params.yaml (90% of a no-op `dvc status`) and dvc.lock held the values of every
+# key of every stage (5,100 of its 7,200 lines), which DVC parses and rewrites after each stage it runs.
 STAGE_PARAMS_DIR = Path("reports/params")
 ColumnType = Literal["int", "float", "category"]
 
@@ -337,9 +337,13 @@ def load_system(path: str | Path | None, system: str) -> SystemParams:
 
 
 def stage_params_files(params: dict[str, Any]) -> dict[str, str]:
-    """``<system>/<section>.json`` -> text, for every section of every system, the global sections and the list of
-    systems among them. Each file keeps params.yaml's keys (``{"adult": {"split": ...}}``, so dvc.yaml declares
-    ``adult.split.seed``) and order (``dataset.columns`` is the file's column order)."""
+    """``<system>/...json`` -> text, for every system: what its stages read and what they depend on.
+
+    ``<system>/<section>.json`` holds a whole section (the global ones and the list of systems among them): stages
+    read these. ``<system>/<section>/<key>.json`` holds one key of a section: dvc.yaml makes each stage depend on
+    the files of exactly the keys it reads, so a change reruns the stages that read it and dvc.lock records a
+    hash per key read. Every file keeps params.yaml's keys (``{"adult": {"split": ...}}``) and order
+    (``dataset.columns`` is the file's column order)."""
     out = {}
     for system in systems_of(params):
         own = system_params(params, system)
@@ -347,8 +351,16 @@ def stage_params_files(params: dict[str, Any]) -> dict[str, str]:
         sections |= {g: {g: own[g]} for g in GLOBAL_SECTIONS if g in own}
         sections["systems"] = {"systems": systems_of(params)}
         for name, data in sections.items():
-            out[f"{system}/{name}.json"] = json.dumps(data, indent=1, ensure_ascii=False) + "\n"
+            out[f"{system}/{name}.json"] = _json(data)
+        for name, value in params[system].items():
+            if isinstance(value, dict):
+                for key, sub in value.items():
+                    out[f"{system}/{name}/{key}.json"] = _json({system: {name: {key: sub}}})
     return out
+
+
+def _json(data: Any) -> str:
+    return json.dumps(data, indent=1, ensure_ascii=False) + "\n"
 
 
 def section(params: dict[str, Any], name: str, model: type[S]) -> S:

@@ -78,12 +78,15 @@ def expand(stage: str) -> list[dict]:
 
 
 def declared(spec: dict) -> list[tuple[str, str]]:
-    """(params file, key) for every key a stage declares."""
+    """(file, dotted key) for every key of params.yaml a stage depends on: its deps under reports/params/
+    (``reports/params/adult/dataset/files.json`` is ``adult.dataset.files``; ``.../trainer.json``, ``trainer``)."""
+    assert not spec.get("params"), "stages depend on reports/params/<system>/<key>.json, not on DVC params"
     out = []
-    for entry in spec.get("params", []):
-        assert isinstance(entry, dict) and len(entry) == 1, f"params name their file: {entry}"
-        [(path, keys)] = entry.items()
-        out += [(path, key) for key in keys]
+    for dep in spec["deps"]:
+        parts = Path(dep).parts
+        if parts[:2] == ("reports", "params") and len(parts) > 3:
+            system, keys = parts[2], [*parts[3:-1], Path(parts[-1]).stem]
+            out.append((dep, ".".join(keys if keys[0] in ("trainer", "report") else [system, *keys])))
     return out
 
 
@@ -100,12 +103,6 @@ def test_stage_module_params_and_deps(stage: str) -> None:
         assert module in spec["deps"], f"stage {stage} must depend on its own code"
         for path, key in declared(spec):
             parts = key.split(".")
-            section = parts[0] if parts[0] in ("trainer", "report") else parts[1]
-            assert path.startswith("reports/params/") and path.endswith(f"/{section}.json"), (
-                stage,
-                path,
-                key,
-            )
             node: object = json.loads((ROOT / path).read_text())
             for part in parts:
                 assert isinstance(node, dict) and part in node, f"{path} has no {key}"
