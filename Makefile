@@ -6,9 +6,10 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(CURDIR)/$(VENV)/bin
-# A venv is stamped with the hash of what it was installed from, not compared by file times: a fresh clone (newer
-# files) or a clone whose .venv links to another clone's venv does not reinstall what is already there.
-STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml 2>/dev/null | sha256sum | cut -c1-16)
+# A venv is stamped with the hash of the requirements it was installed from, not compared by file times: a fresh
+# clone (newer files) or a clone whose .venv links to another clone's venv does not reinstall what is there. An
+# install removes the other stamps: the venv no longer holds what they describe.
+STAMP := $(VENV)/.installed-$(shell sha256sum requirements.lock 2>/dev/null | cut -c1-16)
 
 # DVC runs stage commands through the shell: they must find the venv's python first.
 export PATH := $(BIN):$(PATH)

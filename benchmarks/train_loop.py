@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from models import products
+from models import reproducible_ops
 from models.features import FeatureSpec
 from models.tabular import TabularClassifier, TabularDataModule
 
@@ -79,7 +79,7 @@ def main() -> None:
         "--products",
         choices=["pinned", "mkl"],
         default="pinned",
-        help="the network's matrix products: models.products (OpenBLAS, pinned) or torch's own (MKL)",
+        help="the network's products, sine and cosine: models.reproducible_ops (pinned) or torch's own (MKL)",
     )
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
@@ -88,7 +88,12 @@ def main() -> None:
         def torch_matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
             return torch.matmul(a, b)
 
-        products.matmul = torch_matmul  # the products before issue 23, to measure what pinning them costs
+        def torch_sin_cos(v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            return torch.sin(v), torch.cos(v)
+
+        # the operations before issue 23, to measure what pinning them costs
+        reproducible_ops.matmul = torch_matmul
+        reproducible_ops.sin_cos = torch_sin_cos
     dm, module = build(args.repo, args.batch_size, args.seed)
     fit = lightning_fit if args.mode == "lightning" else plain_fit
     seconds = fit(dm, module, args.epochs)

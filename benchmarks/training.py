@@ -6,7 +6,7 @@ trained for the same epochs on the same data, batches, optimizer and schedule, o
 plain PyTorch loop, in separate processes, alternating which goes first (`benchmarks/train_loop.py`; validation,
 logging and checkpointing off in both; time covers the fit only); (2) every training stage's command from
 dvc.yaml, timed with its peak RSS. The plain loop also runs with torch's own matrix products (MKL, as before
-issue 23) beside the pinned ones of `models.products`, for the cost of training the same bytes on every CPU. Latency is measured in this process on the artifacts the last repeat produced,
+issue 23) beside the pinned ones of `models.reproducible_ops`, for the cost of training the same bytes on every CPU. Latency is measured in this process on the artifacts the last repeat produced,
 with the `evaluation.latency` settings: single-row calls and batches, as in the `evaluate` stage. Medians over
 the repeats.
 """
@@ -46,7 +46,7 @@ def training_stages(repo: Path) -> list[tuple[str, str]]:
 
 def run(repeats: int) -> dict[str, Any]:
     # "plain, MKL products": the plain loop with torch's own matrix products, as before issue 23 (MKL_CBWR=AVX2),
-    # against the pinned products of models.products: what byte-identical training on Intel and AMD costs
+    # against the pinned products of models.reproducible_ops: what byte-identical training on Intel and AMD costs
     loops: dict[str, list[dict[str, Any]]] = {"lightning": [], "plain": [], MKL: []}
     stage_runs: dict[str, list[Any]] = {}
     latencies: dict[str, Any] = {}

@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader, IterableDataset
 from torchmetrics.classification import BinaryAccuracy, BinaryAUROC
 from typing_extensions import TypedDict  # pydantic validates it (typing.TypedDict only on Python 3.12+)
 
-from models import products
+from models import reproducible_ops as ops
 from models.features import FeatureSpec
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
@@ -167,9 +167,9 @@ class PeriodicEmbedding(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         v = 2 * math.pi * self.coefficients[None] * x[..., None]  # (batch, features, frequencies)
-        z = torch.cat([torch.sin(v), torch.cos(v)], dim=-1)  # (batch, features, 2 * frequencies)
-        # (features, batch, 2 * frequencies) x (features, 2 * frequencies, dim), products pinned as in models.products
-        out = torch.relu(products.matmul(z.transpose(0, 1), self.weight).transpose(0, 1) + self.bias)
+        z = torch.cat(ops.sin_cos(v), dim=-1)  # (batch, features, 2 * frequencies)
+        # (features, batch, 2 * frequencies) x (features, 2 * frequencies, dim), pinned as in models.reproducible_ops
+        out = torch.relu(ops.matmul(z.transpose(0, 1), self.weight).transpose(0, 1) + self.bias)
         return out.flatten(1)
 
 
@@ -192,9 +192,9 @@ class TabularMLP(nn.Module):
         width += self.periodic.out_features if self.periodic else 0
         layers: list[nn.Module] = []
         for hidden in hidden_dims:
-            layers += [products.Linear(width, hidden), nn.ReLU(), nn.Dropout(dropout)]
+            layers += [ops.Linear(width, hidden), nn.ReLU(), nn.Dropout(dropout)]
             width = hidden
-        layers.append(products.Linear(width, 1))
+        layers.append(ops.Linear(width, 1))
         self.mlp = nn.Sequential(*layers)
 
     def forward(self, categorical: torch.Tensor, numeric: torch.Tensor) -> torch.Tensor:

@@ -17,8 +17,9 @@ MKL cannot be pinned that way: it dispatches by vendor. ``MKL_CBWR=AVX2`` (pinne
 Intel-only branch: on AMD, ``MKL_VERBOSE`` reports ``CNR:AUTO``, and an Intel Xeon with AVX-512 trained Adult's
 network to other weights than the AMD EPYC that built the committed ones. Even ``MKL_CBWR=COMPATIBLE``, which
 Intel documents for "Intel or Intel compatible" CPUs, gave other bytes on the two (``eeb903d0`` here, ``a591253f``
-on the Xeon). So no model's bytes go through MKL: the network's matrix products use OpenBLAS (``models.products``),
-and ``MKL_CBWR=COMPATIBLE`` stays only as a guard for MKL calls a future model might make.
+on the Xeon). So no model's bytes go through an MKL routine whose result could differ: the network's matrix
+products use OpenBLAS and its sines and cosines NumPy's loops (``models.reproducible_ops``); AdamW's square root
+still calls MKL, exact in IEEE 754 on any code path; ``MKL_CBWR=COMPATIBLE`` stays as a guard.
 
 Verified: on the AMD EPYC, the networks of every system train to the same bytes whatever MKL's branch
 (``AUTO``, ``COMPATIBLE``), its instruction limit (``MKL_ENABLE_INSTRUCTIONS=SSE4_2``) and oneDNN's

@@ -42,9 +42,9 @@ def _json_number(value: Any) -> Any:
         raise ValueError("a boolean is not a number: send the number itself")
     if isinstance(value, str):
         number = value.strip()
-        if NUMBER_TEXT.fullmatch(number):  # the value sent, unquoted: "24" -> send 24
+        if len(number) <= 80 and NUMBER_TEXT.fullmatch(number) and math.isfinite(float(number)):
             raise ValueError(f"a string is not a number: send {number} without quotes, not {shown(value)}")
-        raise ValueError(f"a string is not a number: got {shown(value)}")
+        raise ValueError(f"a string is not a number: got {shown(value)}")  # cut at 80 characters
     if isinstance(value, float) and not math.isfinite(value):  # NaN, Infinity, or a literal like 1e999
         raise ValueError(f"must be a finite number, not {value!r} (JSON has no NaN or Infinity)")
     return value
