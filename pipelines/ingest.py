@@ -76,6 +76,7 @@ class LineReader:
         self.header: list[str] | None = None  # its names once read and accepted: fields are then named by it
         self.data_seen = False
         self.comments: list[int] = []  # comment lines skipped before the data
+        self.comment_lines: list[tuple[int, str]] = []  # the first few, with their text
         self.positions = list(range(len(self.names)))  # the field of each configured column
         self.width = len(self.names)
         self.widths: list[tuple[int, int, str]] = []  # data lines of another width: (line, fields, text)
@@ -91,7 +92,7 @@ class LineReader:
         names = self.header if self.header is not None else self.names
         if self.fmt.header and (self.awaiting_header() or number <= self.header_line):
             names = []  # the header itself, or a line before it: fields by number
-        where = text.field_at(line, position, self.fmt.separator, names)
+        where = text.field_at(line, position, self.fmt.separator, names, self.fmt.quoting)
         return text.TextProblem(
             number, f"{what} at column {position + 1} ({where}): {text.around(line, position)}"
         )
@@ -122,9 +123,12 @@ class LineReader:
             return
         position = text.forbidden_char(line)
         if position >= 0:
-            what = text.describe_char(line[position])
+            what = text.describe_char(line[position]) + text.char_hint(line, position)
             if number == 1 and position == 0 and line.startswith(text.BOM):
-                what += " (a byte order mark: set dataset.format.encoding: utf-8-sig to accept one)"
+                if self.fmt.encoding == "utf-8-sig":
+                    what += " (a second byte order mark: utf-8-sig accepts one)"
+                else:
+                    what += " (a byte order mark: set dataset.format.encoding: utf-8-sig to accept one)"
             self.bad(self.at(number, line, position, what))
             self.unreadable(number)
             return
@@ -135,6 +139,8 @@ class LineReader:
             and line.lstrip().startswith(self.fmt.comment_prefix)
         ):
             self.comments.append(number)
+            if len(self.comment_lines) < MAX_EXAMPLES:
+                self.comment_lines.append((number, line))
             return
         if not self.data_seen and self.header is None and SEP_HINT.fullmatch(line.strip()):
             self.bad(
@@ -210,20 +216,15 @@ class LineReader:
                 "case, spaces or punctuation"
                 for c, i in near[:MAX_EXAMPLES]
             )
+            absent = [c for c in missing if loose_name(c) not in loose]
+            also = f"; the header does not have {absent} at all" if absent else ""
             return text.TextProblem(
                 number,
-                f"the header's names must match dataset.columns exactly: {shown}; correct the header or rename "
-                "the column in dataset.columns",
+                f"the header's names must match dataset.columns exactly: {shown}{also}; correct the header or "
+                "rename the column in dataset.columns",
             )
-        skipped = (
-            f" (line(s) {self.comments[:MAX_EXAMPLES]} were skipped as comments)" if self.comments else ""
-        )
         if not any(loose_name(c) in loose for c in self.names):
-            return text.TextProblem(
-                number,
-                f"the header holds none of the configured column names{skipped}: {text.excerpt(line)} reads like a "
-                "data row; if the file has no header row, set dataset.format.header: false",
-            )
+            return text.TextProblem(number, self.no_names(line))
         repeated = sorted({h for h in unique if h != h.rsplit("_", 1)[0] and h.rsplit("_", 1)[0] in index})
         hint = f"; repeated names are read as {repeated}" if repeated else ""
         return text.TextProblem(
@@ -231,9 +232,41 @@ class LineReader:
             f"dataset.columns names {missing}, which the header does not have; the header has {unique}{hint}",
         )
 
+    def no_names(self, line: str) -> str:
+        """Why a header holds none of the configured names, with the setting that most likely explains it."""
+        what = f"the header holds none of the configured column names: {text.excerpt(line)}"
+        hint = text.separator_hint(
+            line, self.fmt.separator, 0, lambda fields: self.names_in(" ".join(fields))
+        )
+        if hint:
+            return what + hint
+        commented = [n for n, content in self.comment_lines if self.names_in(content)]
+        if commented:
+            return (
+                f"{what}; line {commented[0]} holds them but starts with dataset.format.comment_prefix "
+                f"{self.fmt.comment_prefix!r}: remove the prefix from the header"
+            )
+        start = line.lstrip()[:1]
+        if start and not start.isalnum() and start not in "\"'_":
+            return (
+                f"{what}; if the line is a comment, set dataset.format.comment_prefix: {start!r}; if the file has "
+                "no header row, set dataset.format.header: false"
+            )
+        return f"{what} (it reads like a data row): if the file has no header row, set dataset.format.header: false"
+
+    def names_in(self, content: str) -> bool:
+        """Whether a line's text holds most configured names (a header written as a comment)."""
+        keys = {loose_name(n) for n in self.names}
+        words = {loose_name(w) for w in re.split(r"[^\w.-]+", content)}
+        return len(keys & words) >= max(1, (len(keys) + 1) // 2)
+
     def finish(self) -> tuple[list[list[str]], list[int]]:
         width_problems = [
-            text.TextProblem(n, f"{k} fields, expected {self.width}: {text.excerpt(line)}")
+            text.TextProblem(
+                n,
+                f"{k} fields, expected {self.width}: {text.excerpt(line)}"
+                + (text.separator_hint(line, self.fmt.separator, self.width) if k == 1 else ""),
+            )
             for n, k, line in self.widths
         ]
         n_bad = self.n_bad + self.n_widths
@@ -242,11 +275,13 @@ class LineReader:
             counts = Counter(k for _, k, _ in self.widths)
             common = counts.most_common(1)[0][0]
             trailing = " (the header ends with a separator)" if self.header[-1] == "" else ""
+            first = self.widths[0][0]
             width_problems = [
                 text.TextProblem(
                     self.header_line,
-                    f"the header has {self.width} fields{trailing}, but no data line does: the first "
-                    f"{len(self.widths)} have {common}",
+                    f"the header has {self.width} fields{trailing}, but no data line does: the data lines have "
+                    f"{common} (line {first}: {text.excerpt(self.widths[0][2])}); a name missing from the header, or "
+                    "a separator too many at the end of the data lines?",
                 )
             ]
             n_bad = self.n_bad + 1
@@ -271,8 +306,8 @@ SEP_HINT = re.compile(r"sep=.", re.IGNORECASE)
 
 
 def loose_name(name: str) -> str:
-    """A column name with case, spaces, underscores and hyphens ignored: 'Loan Amount' ~ 'loan_amount'."""
-    return re.sub(r"[\s_\-]+", "", name).casefold()
+    """A column name with case, spaces and punctuation ignored: 'Loan Amount' ~ 'loan_amount' ~ 'loan.amount'."""
+    return re.sub(r"[\W_]+", "", name).casefold()
 
 
 def unique_header(header: list[str]) -> list[str]:

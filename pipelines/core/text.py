@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 
 BOM = "\ufeff"
@@ -58,6 +59,16 @@ def decode_line(raw: bytes, number: int, encoding: str) -> tuple[str, TextProble
         return "", problem
 
 
+def char_hint(line: str, position: int) -> str:
+    """What a forbidden character most likely means, beyond its name, or ""."""
+    char = line[position]
+    if char == "\x00" and line.count("\x00") * 3 >= len(line):
+        return " (NUL between characters: the file looks UTF-16 without a byte order mark; re-encode it as UTF-8)"
+    if char == "\r":
+        return " (a carriage return inside a line: lines must end with \\n or \\r\\n; a classic Mac file ends them with \\r alone)"
+    return ""
+
+
 def forbidden_char(line: str) -> int:
     """The position of the first character in ``line`` that no field may hold (-1 for clean text)."""
     positions = [m.start() for m in ASCII_CONTROL.finditer(line) if m.group() != "\t"][:1]
@@ -76,10 +87,35 @@ def around(line: str, position: int, width: int = 24) -> str:
     return ("..." if start else "") + repr(line[start:end]) + ("..." if end < len(line) else "")
 
 
-def field_at(line: str, position: int, separator: str, names: list[str]) -> str:
-    """The column a position falls in (by separator count), for the message."""
-    index = line[:position].count(separator)
+def field_at(line: str, position: int, separator: str, names: list[str], quoting: str = "none") -> str:
+    """The column a position falls in, for the message: separators are counted outside double quotes when the
+    file quotes (``quoting: minimal``), so a quoted separator does not shift the column named."""
+    if quoting == "none":
+        index = line[:position].count(separator)
+    else:
+        index, quoted = 0, False
+        for char in line[:position]:
+            if char == '"':
+                quoted = not quoted
+            elif char == separator and not quoted:
+                index += 1
     return f"column '{names[index]}'" if index < len(names) else f"field {index + 1}"
+
+
+OTHER_SEPARATORS = (",", ";", "\t", "|", " ")
+
+
+def separator_hint(
+    line: str, separator: str, width: int, names: Callable[[list[str]], bool] | None = None
+) -> str:
+    """Advice when ``line`` looks separated by another character than ``separator``: it splits into ``width``
+    fields by it, or (a header) into fields that ``names`` accepts as the column names; "" when it does not."""
+    for other in OTHER_SEPARATORS:
+        if other != separator and other in line:
+            fields = [f.strip() for f in line.split(other)]
+            if len(fields) == width or (names is not None and names(fields)):
+                return f"; the line looks {other!r}-separated: set dataset.format.separator: {other!r}?"
+    return ""
 
 
 def split_line(line: str, separator: str, quoting: str) -> list[str]:
