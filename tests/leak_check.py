@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import ast
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -161,16 +161,10 @@ class Checker:
 
     def python(self, path: str, source: str) -> list[Leak]:
         tree = ast.parse(source)
-        lines = source.splitlines()
         skip = _docstrings(tree)
         position = _positions(tree)
         found: list[Leak] = []
-
-        def add(node: ast.AST, hits: Iterable[tuple[str, Word]]) -> None:
-            line = getattr(node, "lineno", 0)
-            if line and PRAGMA in lines[line - 1]:
-                return
-            found.extend(leak for how, word in hits if (leak := Leak(path, line, how, word)) not in found)
+        add = _collector(path, source, found)
 
         for node in ast.walk(tree):
             if (
@@ -203,14 +197,8 @@ class Checker:
 
     def template(self, path: str, source: str) -> list[Leak]:
         tree = jinja2.Environment().parse(source)
-        lines = source.splitlines()
         found: list[Leak] = []
-
-        def add(node: nodes.Node, hits: Iterable[tuple[str, Word]]) -> None:
-            line = getattr(node, "lineno", 0)
-            if line and PRAGMA in lines[line - 1]:
-                return
-            found.extend(leak for how, word in hits if (leak := Leak(path, line, how, word)) not in found)
+        add = _collector(path, source, found)
 
         position: dict[int, str] = {}
         for node in tree.find_all((nodes.Getitem, nodes.Compare, nodes.Operand, nodes.Filter, nodes.Test)):
@@ -252,6 +240,21 @@ class Checker:
         if path.suffix == ".j2":
             return self.template(rel, source)
         return self.prose(rel, source)
+
+
+def _collector(
+    path: str, source: str, found: list[Leak]
+) -> Callable[[Any, Iterable[tuple[str, Word]]], None]:
+    """``add(node, hits)``: the hits at the node's line, once each, unless the line carries the pragma."""
+    lines = source.splitlines()
+
+    def add(node: Any, hits: Iterable[tuple[str, Word]]) -> None:
+        line = getattr(node, "lineno", 0)
+        if line and PRAGMA in lines[line - 1]:
+            return
+        found.extend(leak for how, word in hits if (leak := Leak(path, line, how, word)) not in found)
+
+    return add
 
 
 def own_words(paths: Iterable[Path]) -> set[str]:
