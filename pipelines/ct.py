@@ -40,7 +40,8 @@ from typing import Any
 import duckdb
 import pandas as pd
 
-from pipelines.core.config import DatasetConfig, load_system, section
+from pipelines.check_params import write_stage_params
+from pipelines.core.config import STAGE_PARAMS_DIR, DatasetConfig, load_params, load_system, section
 from pipelines.core.errors import PipelineError, stage_main
 from pipelines.core.gitops import prepare_runner, resolve_commit
 from pipelines.core.io import copy_private, private_dir, write_json_atomic, write_text_atomic
@@ -304,7 +305,10 @@ def version(gate: dict[str, Any], name: str | None) -> str | None:
 def restore(system_yaml: Path, data_file: Path, reports: Path) -> None:
     """Put the config, params, lock and reports back as committed, and the workspace outputs with them (the
     collected window stays)."""
-    git("checkout", "--", str(system_yaml), "params.yaml", "dvc.lock", str(reports), "reports/params")
+    git("checkout", "--", str(system_yaml), "params.yaml", "dvc.lock", str(reports))
+    # the stage params as params.yaml gives them again: a key the retrain added (split.extra_train) has a file of
+    # its own, which checking out would leave behind
+    write_stage_params(load_params("params.yaml"), STAGE_PARAMS_DIR)
     data_file.unlink(missing_ok=True)
     run(["dvc", "checkout", "--quiet"], "dvc checkout")
 
