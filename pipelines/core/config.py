@@ -354,9 +354,26 @@ def stage_params_files(params: dict[str, Any]) -> dict[str, str]:
             out[f"{system}/{name}.json"] = _json(data)
         for name, value in params[system].items():
             if isinstance(value, dict):
-                for key, sub in value.items():
+                for key, sub in (_defaults(name, value) | value).items():
                     out[f"{system}/{name}/{key}.json"] = _json({system: {name: {key: sub}}})
     return out
+
+
+def _defaults(name: str, value: dict[str, Any]) -> dict[str, Any]:
+    """The keys of section ``name`` that params.yaml leaves out, with the defaults a stage reads for them
+    (``dataset.derived``: ``{}``), so that a stage can depend on every key it reads; nothing when the section has
+    no model or does not validate (check_params then stops the run)."""
+    from pipelines.core.params import Params  # it imports this module
+
+    field = Params.model_fields.get(name)
+    model = field.annotation if field else None
+    if not (isinstance(model, type) and issubclass(model, BaseModel)):
+        return {}
+    try:
+        full = model.model_validate(value).model_dump(mode="json")
+    except ValidationError:
+        return {}
+    return {key: full[key] for key in model.model_fields if key not in value and key in full}
 
 
 def _json(data: Any) -> str:
