@@ -279,6 +279,45 @@ def test_dvc_lock_holds_only_the_stages_dvc_yaml_defines() -> None:
     assert dvclock.prune(stale, set(kept)) == text
 
 
+def test_a_removed_stage_takes_its_outputs_with_its_lock_entry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A renamed model's old outputs would be hashed into the deps of a stage that reads their folder here and be
+    missing on a fresh clone (the lock flipping between machines): dvclock deletes what only a removed stage wrote,
+    and nothing a defined stage writes, in a real DVC project."""
+    from pipelines import dvclock
+
+    def sh(*cmd: str) -> None:
+        subprocess.run(cmd, cwd=tmp_path, check=True, capture_output=True)
+
+    sh("git", "init", "-q")
+    sh("dvc", "init", "-q")
+    stage = "  {0}:\n    cmd: mkdir -p eval/{1} && echo {1} > eval/{1}/m.json\n    outs:\n      - eval/{1}\n"
+    pick = "  pick:\n    cmd: ls eval > picked.txt\n    deps:\n      - eval\n    outs:\n      - picked.txt\n"
+    both = stage.format("rules", "rules") + stage.format("hgb", "hgb")
+    (tmp_path / "dvc.yaml").write_text("stages:\n" + both + pick)
+    sh("dvc", "repro", "-q")
+    # rules renamed rulelist; hgb's stage renamed but writing the same folder: that folder is kept
+    renamed = stage.format("rulelist", "rulelist") + stage.format("gbm", "hgb")
+    (tmp_path / "dvc.yaml").write_text("stages:\n" + renamed + pick)
+    monkeypatch.chdir(tmp_path)
+    dvclock.main([])
+    assert not (tmp_path / "eval/rules").exists()
+    assert (tmp_path / "eval/hgb/m.json").read_text() == "hgb\n"
+    assert dvclock.stale_entries((tmp_path / "dvc.lock").read_text(), dvclock.defined_stages()) == []
+    sh("dvc", "repro", "-q")
+    assert (tmp_path / "picked.txt").read_text().split() == ["hgb", "rulelist"]
+
+
+def test_orphan_outputs_never_name_a_defined_output_or_its_folder() -> None:
+    from pipelines import dvclock
+
+    lock = "stages:\n  old:\n    outs:\n    - path: a/b\n    - path: a/c/d\n    - path: e\n    - path: f/g\n"
+    assert dvclock.orphan_outputs(lock, ["old"], ["a/b", "a/c", "f/g/h"]) == ["e"]
+    assert dvclock.orphan_outputs(lock, ["old"], []) == ["a/b", "a/c/d", "e", "f/g"]
+    assert dvclock.orphan_outputs(lock, ["missing"], []) == []
+
+
 def test_make_pipeline_says_which_stages_ran() -> None:
     from pipelines.repro import Summary
 
