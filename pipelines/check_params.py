@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.core.config import STAGE_PARAMS_DIR, load_params, stage_params_files
-from pipelines.core.errors import stage_main
+from pipelines.core.errors import ConfigError, stage_main
 from pipelines.core.io import atomic_dir
 from pipelines.core.params import validate_params
 
@@ -29,7 +29,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=STAGE_PARAMS_DIR)
     args = parser.parse_args(argv)
     params = load_params(args.params)
-    systems = validate_params(params, machine=True)
+    try:
+        systems = validate_params(params, machine=True)
+    except ConfigError as err:
+        raise ConfigError(
+            f"{err}\n{args.params} holds these values as written (`dvc exp run -S` writes its overrides there): fix "
+            f"the override and run again, or run `make params` to compose {args.params} from conf/ as committed"
+        ) from None
     write_stage_params(params, args.out)
     print(f"[check_params] {args.params}: every section of {', '.join(systems)} is valid -> {args.out}/")
 
