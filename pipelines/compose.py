@@ -74,10 +74,17 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     if args.check:
-        diff = stale_diff(args.output) or stale_stage_params(args.output)
-        if diff:
+        if diff := stale_diff(args.output):
             sys.stderr.write(diff)
             raise ConfigError(f"{args.output} is stale: run `make params` and commit the result")
+        if diff := stale_stage_params(args.output):
+            from pipelines.core.config import STAGE_PARAMS_DIR
+
+            sys.stderr.write(diff)
+            raise ConfigError(
+                f"{STAGE_PARAMS_DIR} is stale against {args.output}: run `make params` (it rewrites the folder) "
+                "and commit the result"
+            )
         print(f"{args.output} matches conf/")
         return
     with tempfile.TemporaryDirectory() as tmp:
@@ -104,20 +111,26 @@ def stale_stage_params(params_file: Path) -> str:
 
     folder = params_file.parent / STAGE_PARAMS_DIR
     expected = stage_params_files(load_params(params_file))
-    found = {p.relative_to(folder).as_posix() for p in folder.rglob("*.json")} if folder.is_dir() else set()
+    found = (
+        {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
+        if folder.is_dir()
+        else set()
+    )
+    missing = sorted(n for n in expected if not (folder / n).is_file())
     wrong = sorted(
-        n
-        for n, text in expected.items()
-        if not (folder / n).is_file() or (folder / n).read_text(encoding="utf-8") != text
+        n for n in expected if n not in missing and (folder / n).read_text(encoding="utf-8") != expected[n]
     )
     extra = sorted(found - set(expected))
-    if not wrong and not extra:
-        return ""
-    return (
-        f"{STAGE_PARAMS_DIR}: differs from params.yaml in {wrong}"
-        + (f", has no system for {extra}" if extra else "")
-        + "\n"
-    )
+    problems = [
+        f"{STAGE_PARAMS_DIR}/{n}: {what}"
+        for names, what in (
+            (missing, "missing"),
+            (wrong, "differs from what params.yaml gives"),
+            (extra, "not written from params.yaml (no key of any system's params names it)"),
+        )
+        for n in names
+    ]
+    return "".join(f"{p}\n" for p in problems)
 
 
 def production_folders(params_file: Path) -> list[Path]:

@@ -203,10 +203,18 @@ def test_stale_stage_params_are_detected(tmp_path: Path) -> None:
     assert compose.stale_stage_params(params_file) == ""
     split = folder / SYSTEMS[0] / "split.json"
     split.write_text(split.read_text().replace('"seed": ', '"seed": 1'))
-    assert f"{SYSTEMS[0]}/split.json" in compose.stale_stage_params(params_file)
+    assert compose.stale_stage_params(params_file) == (
+        f"reports/params/{SYSTEMS[0]}/split.json: differs from what params.yaml gives\n"
+    )
+    split.unlink()
     (folder / "gone").mkdir()
     (folder / "gone" / "split.json").write_text("{}")
-    assert "has no system for ['gone/split.json']" in compose.stale_stage_params(params_file)
+    (folder / SYSTEMS[0] / "notes.txt").write_text("a stray file of any kind\n")
+    assert compose.stale_stage_params(params_file).splitlines() == [
+        f"reports/params/{SYSTEMS[0]}/split.json: missing",
+        f"reports/params/{SYSTEMS[0]}/notes.txt: not written from params.yaml (no key of any system's params names it)",
+        "reports/params/gone/split.json: not written from params.yaml (no key of any system's params names it)",
+    ]
 
 
 def test_stage_params_hold_params_yaml_section_by_section() -> None:
