@@ -58,13 +58,16 @@ def fields_read(monkeypatch: pytest.MonkeyPatch) -> Iterator[set[str]]:
     yield seen
 
 
-def declared(stage: str, system: str) -> set[str]:
-    """The params keys (``section`` or ``section.key``) that dvc.yaml makes ``stage@system`` depend on."""
-    deps = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"][stage]["do"]["deps"]
+def declared(stage: str, system: str, model: str = "", root: Path = ROOT) -> set[str]:
+    """The params keys (``section`` or ``section.key``) that dvc.yaml makes ``stage@system`` (or, per model,
+    ``stage@system-model``) depend on."""
+    deps = yaml.safe_load((root / "dvc.yaml").read_text())["stages"][stage]["do"]["deps"]
     prefix = f"reports/params/{system}/"
     out = set()
     for dep in deps:
-        path = dep.replace("${item}", system)
+        path = (
+            dep.replace("${item.system}", system).replace("${item.model}", model).replace("${item}", system)
+        )
         if path.startswith(prefix) and path.endswith(".json"):
             out.add(path[len(prefix) : -len(".json")].replace("/", "."))
     return out
