@@ -27,12 +27,8 @@ import yaml
 from benchmarks.measure import Sample, median, run_measured, summarize
 from pipelines.core.workspace import ROOT, copy_worktree
 
-DATA_STAGES = [
-    "ingest",
-    "validate",
-    "split",
-    "profile",
-]  # check_params' outputs are committed: it does not run
+# check_params' outputs are committed: it does not run
+DATA_STAGES = ["ingest", "validate", "split", "profile"]
 
 
 def stage_command(stages: dict[str, Any], stage: str, system: str) -> str:

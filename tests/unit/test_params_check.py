@@ -297,6 +297,11 @@ def test_bad_override_stops_before_any_stage(tmp_path: Path) -> None:
     assert [line for line in proc.stdout.splitlines() if line.startswith("Running stage")] == [
         "Running stage 'check_params':"
     ]
+    # DVC left the override in params.yaml, as the error says, and `make params` restores what conf/ composes
+    assert "challenger_weight: 1.5" in (repo / "params.yaml").read_text()
+    assert "run `make params` to compose params.yaml from conf/" in proc.stderr
+    run(["python", "-m", "pipelines.compose"], repo)  # what `make params` runs, without setting up a venv
+    assert run(["git", "status", "--porcelain", "params.yaml"], repo).stdout == ""
 
 
 def test_the_trainer_needs_its_hardware_on_this_machine() -> None:
